@@ -1,0 +1,1 @@
+"""Reference simulators, geometries, observables and file formats. No machine learning here."""
