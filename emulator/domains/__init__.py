@@ -1,0 +1,43 @@
+"""Name -> Domain registry. A new domain is one module plus one ``register_domain`` call.
+
+>>> get_domain("calo").sample_shape
+(507,)
+"""
+
+from __future__ import annotations
+
+from emulator.domains.base import Condition, Domain, SampleWriter
+from emulator.domains.calo import CaloDomain
+
+__all__ = ["Condition", "Domain", "SampleWriter", "available_domains", "get_domain", "register_domain"]
+
+_DOMAINS: dict[str, Domain] = {}
+
+
+def register_domain(domain: Domain) -> None:
+    """Make ``domain`` available under ``domain.name`` (replacing any domain of that name)."""
+    missing = [
+        attr
+        for attr in ("name", "sample_shape", "conditions", "layout", "file_formats", "to_network",
+                     "from_network", "condition_features", "observables", "open_writer")
+        if not hasattr(domain, attr)
+    ]  # fmt: skip
+    if missing:
+        raise TypeError(f"{type(domain).__name__} is not a Domain: missing {', '.join(missing)}")
+    _DOMAINS[domain.name] = domain
+
+
+def get_domain(name: str) -> Domain:
+    """The registered domain called ``name``; KeyError lists the available ones."""
+    try:
+        return _DOMAINS[name]
+    except KeyError:
+        raise KeyError(f"unknown domain {name!r}; available: {', '.join(available_domains())}") from None
+
+
+def available_domains() -> list[str]:
+    """Names of the registered domains, sorted."""
+    return sorted(_DOMAINS)
+
+
+register_domain(CaloDomain())

@@ -1,0 +1,96 @@
+"""The Domain protocol: everything the trainer, sampler and service need to know about one kind of simulation.
+
+A domain is a plain object (usually a module-level singleton) that says what one sample
+looks like, which conditions it depends on and their valid ranges, how samples map to
+and from the space the networks work in, which physics statistics describe a sample,
+and how samples are written to files. Adding a domain is one file plus one
+``register_domain`` call; nothing in the trainer, sampler or service changes.
+
+Optional extras a domain may define (the trainer uses them when present):
+
+* ``critic_feature_dim: int`` and ``critic_features(x, conditions) -> (B, critic_feature_dim)``:
+  differentiable physics summaries of network-space samples given to the critic.
+* ``energy_response(x, conditions) -> (B,)``: a per-sample scalar whose per-condition-bin
+  mean and spread the optional consistency term matches (calo: E_tot / E_inc).
+* ``quick_val_observables: tuple[str, ...]``: the observables used for checkpoint selection.
+* ``preprocessing: dict``: a JSON description of the transform, saved in ``config.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+__all__ = ["Condition", "Domain", "SampleWriter"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One conditioning variable of a domain and its valid (trained) range.
+
+    Attributes:
+        name: key used in requests and files, e.g. ``"energy"``.
+        unit: physical unit of the values, e.g. ``"GeV"``.
+        low, high: inclusive valid range; values outside are extrapolation.
+        description: one line for users (API listing, docs).
+        log_scale: True when the natural way to spread values over the range is logarithmic.
+    """
+
+    name: str
+    unit: str
+    low: float
+    high: float
+    description: str
+    log_scale: bool = False
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies inside the valid range (inclusive)."""
+        return self.low <= value <= self.high
+
+
+@runtime_checkable
+class SampleWriter(Protocol):
+    """A context manager that appends (conditions, samples) batches to one file, atomically."""
+
+    def __enter__(self) -> SampleWriter: ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
+    def append(self, conditions: np.ndarray, samples: np.ndarray) -> None:
+        """Append ``conditions`` (m, k) and ``samples`` (m, *sample_shape) in physical units."""
+        ...
+
+
+@runtime_checkable
+class Domain(Protocol):
+    """What a kind of simulation must provide to be trained, sampled, validated and served."""
+
+    name: str
+    sample_shape: tuple[int, ...]
+    conditions: tuple[Condition, ...]
+    layout: str
+    file_formats: tuple[str, ...]
+
+    def to_network(self, samples: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Physical samples (B, *sample_shape) -> network space; exactly inverted by ``from_network``."""
+        ...
+
+    def from_network(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Network space -> physical samples; physical by construction."""
+        ...
+
+    def condition_features(self, conditions: torch.Tensor) -> torch.Tensor:
+        """Conditions (B, k) in physical units -> normalised network inputs (B, k)."""
+        ...
+
+    def observables(self, samples: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
+        """Physics statistics of each sample: ``{name: (N,) array}``."""
+        ...
+
+    def open_writer(self, path: str | Path, fmt: str, attrs: dict) -> SampleWriter:
+        """Open an atomic writer for ``path`` in file format ``fmt`` (one of ``file_formats``)."""
+        ...

@@ -1,0 +1,195 @@
+"""The ``calo`` domain: CaloGAN calorimeter showers conditioned on the incident energy.
+
+One sample is 507 float32 values in MeV: the 504 cells in the flat CaloGAN order
+(``physics_data.calo.geometry``: layer 0 3x96, layer 1 12x12, layer 2 12x6) followed by
+the 3 per-layer overflow values. The one condition is the incident kinetic energy E in
+GeV, trained on 1-100 GeV.
+
+Preprocessing (physical <-> network space), per value v (cell or overflow, MeV)::
+
+    x = log(1 + v / (1000 E s))          to_network,   s = SCALE = 1e-4
+    v = 1000 E s (exp(max(x, 0)) - 1)    from_network
+
+i.e. the energy as a fraction of the incident energy, in units of s, log-compressed so
+the core cells (fractions ~0.5 -> x ~ 8.5) and the faint halo (1e-5 -> x ~ 0.1) are both
+resolved. ``from_network`` inverts ``to_network`` exactly (up to float rounding) for
+every non-negative input; the ``max(x, 0)`` makes any network output physical: zero or
+positive energy, with exact zeros wherever the generator's final ReLU is zero, which is
+how the ~55/21/72 % empty cells of layers 0/1/2 are reproduced. Network-space values
+are also capped at ``X_MAX`` (a single value of 1.5 E) so no output can be infinite.
+
+Condition features: log10(E / 1 GeV) / 2, which maps 1-100 GeV onto [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from emulator.domains.base import Condition, SampleWriter
+from physics_data.calo.geometry import LAYERS, N_CELLS, N_LAYERS, layer_slices
+from physics_data.calo.observables import compute_observables
+
+__all__ = ["SCALE", "X_MAX", "CaloDomain", "CaloWriter"]
+
+SCALE = 1e-4
+"""Fraction of the incident energy that is one unit before the log (see module docstring)."""
+
+X_MAX = math.log1p(1.5 / SCALE)
+"""Network-space cap: one value can hold at most 1.5 x the incident energy."""
+
+_SOFT_ZERO = 0.02  # network-space scale of the soft "cell is lit" count given to the critic
+
+
+class CaloWriter:
+    """Writes (energy, 507-value) batches as CaloGAN or CaloChallenge HDF5 via ``ShowerFileWriter``."""
+
+    def __init__(self, path: str | Path, fmt: str, attrs: dict) -> None:
+        from physics_data.calo.io import ShowerFileWriter  # lazy: h5py only when writing
+
+        self._writer = ShowerFileWriter(path, fmt=fmt, attrs=attrs)
+
+    def __enter__(self) -> CaloWriter:
+        self._writer.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> object:
+        return self._writer.__exit__(*exc)
+
+    def append(self, conditions: np.ndarray, samples: np.ndarray) -> None:
+        """Append showers: ``conditions`` (m, 1) GeV, ``samples`` (m, 507) MeV."""
+        from physics_data.calo.showers import Showers
+
+        samples = np.asarray(samples, dtype=np.float32)
+        conditions = np.asarray(conditions, dtype=np.float32).reshape(len(samples), -1)
+        self._writer.append(
+            Showers(
+                energy=np.ascontiguousarray(conditions[:, 0]),
+                cells=np.ascontiguousarray(samples[:, :N_CELLS]),
+                overflow=np.ascontiguousarray(samples[:, N_CELLS:]),
+            )
+        )
+
+
+def _layer_geometry() -> list[tuple[slice, tuple[int, int], torch.Tensor, torch.Tensor]]:
+    """Per layer: slice, grid shape, and cell centres along axis 0 and 1 in units of 240 mm."""
+    out = []
+    for sl, layer in zip(layer_slices(), LAYERS, strict=True):
+        c0 = torch.tensor(layer.centres_mm(0) / 240.0, dtype=torch.float32)
+        c1 = torch.tensor(layer.centres_mm(1) / 240.0, dtype=torch.float32)
+        out.append((sl, layer.shape, c0, c1))
+    return out
+
+
+class CaloDomain:
+    """CaloGAN showers (504 cells + 3 overflow, MeV) conditioned on the incident energy (GeV)."""
+
+    name = "calo"
+    sample_shape: tuple[int, ...] = (N_CELLS + N_LAYERS,)
+    conditions: tuple[Condition, ...] = (
+        Condition("energy", "GeV", 1.0, 100.0, "incident kinetic energy of the particle"),
+    )
+    layout = (
+        "507 float32 values in MeV: the 504 cell energies in the flat CaloGAN order "
+        "(layer_0 3x96 at 0-287, layer_1 12x12 at 288-431, layer_2 12x6 at 432-503, each row-major) "
+        "followed by the 3 per-layer overflow energies outside the +-240 mm window"
+    )
+    file_formats: tuple[str, ...] = ("calogan", "calochallenge")
+    quick_val_observables: tuple[str, ...] = (
+        "response", "f_0", "f_1", "f_2", "shower_depth", "sigma_1", "sparsity_1",
+    )  # fmt: skip
+    preprocessing: ClassVar[dict] = {
+        "name": "log1p_fraction",
+        "formula": "x = log(1 + v / (1000 * E_GeV * scale)); v = 1000 * E_GeV * scale * expm1(clamp(x, 0, x_max))",
+        "scale": SCALE,
+        "x_max": X_MAX,
+        "condition_features": "log10(E_GeV) / 2",
+    }
+    critic_feature_dim = 24
+
+    def __init__(self) -> None:
+        self._geometry = _layer_geometry()
+
+    # -- transforms ---------------------------------------------------------------------------
+    @staticmethod
+    def _unit_mev(conditions: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """1000 E s per sample, (B, 1), in the dtype/device of ``like``."""
+        return (conditions[:, :1] * (1000.0 * SCALE)).to(dtype=like.dtype, device=like.device)
+
+    def to_network(self, samples: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """MeV values (B, 507) -> x = log1p(v / (1000 E s)); exact inverse of ``from_network`` for v >= 0."""
+        return torch.log1p(samples / self._unit_mev(conditions, samples))
+
+    def from_network(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Network values (B, 507) -> MeV, non-negative and finite by construction."""
+        return torch.expm1(x.clamp(0.0, X_MAX)) * self._unit_mev(conditions, x)
+
+    def condition_features(self, conditions: torch.Tensor) -> torch.Tensor:
+        """Energy in GeV (B, 1) -> log10(E) / 2 (1-100 GeV -> 0-1)."""
+        return torch.log10(conditions[:, :1]) * 0.5
+
+    # -- training extras ----------------------------------------------------------------------
+    def energy_response(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """E_tot / E_inc per sample (overflow excluded), differentiable in network space."""
+        frac = torch.expm1(x[:, :N_CELLS].float().clamp(0.0, X_MAX)) * SCALE
+        return frac.sum(dim=1)
+
+    def critic_features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """24 differentiable shower summaries of network-space ``x`` (B, 507), all O(1), in float32.
+
+        response; log10 layer energies / E_inc; layer fractions f_i; log10 overflow / E_inc;
+        shower depth; per layer the energy-weighted centre and width along both axes
+        (units of 240 mm); per layer a soft count of lit cells. These are the quantities the
+        CaloGAN/FastCaloGAN critics get as global inputs and that validation histograms.
+        """
+        frac = torch.expm1(x.float().clamp(0.0, X_MAX)) * SCALE  # fractions of E_inc
+        b = frac.shape[0]
+        eps = 1e-8
+        layer_e, centres, soft_lit = [], [], []
+        for sl, shape, c0, c1 in self._geometry:
+            img = frac[:, sl].reshape(b, *shape)
+            e = img.sum(dim=(1, 2))
+            layer_e.append(e)
+            den = e + eps
+            for axis_sum, c in ((2, c0), (1, c1)):
+                prof = img.sum(dim=axis_sum)
+                c = c.to(frac.device)
+                mean = prof @ c / den
+                var = (prof @ (c * c) / den - mean * mean).clamp_min(0.0)
+                centres += [mean, torch.sqrt(var + 1e-4)]
+            soft_lit.append((1.0 - torch.exp(-x[:, sl].float().clamp_min(0.0) / _SOFT_ZERO)).mean(dim=1))
+        e_layers = torch.stack(layer_e, dim=1)  # (B, 3)
+        e_tot = e_layers.sum(dim=1)
+        f = e_layers / (e_tot[:, None] + eps)
+        overflow = frac[:, N_CELLS:].sum(dim=1)
+        depth = (f[:, 1] + 2.0 * f[:, 2]) * 0.5
+        feats = [
+            e_tot[:, None],
+            torch.log10(e_layers + 1e-6) / 3.0,
+            f,
+            (torch.log10(overflow + 1e-6) / 3.0)[:, None],
+            depth[:, None],
+            torch.stack(centres, dim=1),
+            torch.stack(soft_lit, dim=1),
+        ]
+        return torch.cat(feats, dim=1)
+
+    # -- physics and files --------------------------------------------------------------------
+    def observables(self, samples: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
+        """CaloGAN shower-shape features (``compute_observables``) of the 504 cells."""
+        samples = np.asarray(samples)
+        return compute_observables(
+            samples[:, :N_CELLS], np.asarray(conditions).reshape(len(samples), -1)[:, 0]
+        )
+
+    def open_writer(self, path: str | Path, fmt: str, attrs: dict) -> SampleWriter:
+        """Atomic CaloGAN (default) or CaloChallenge HDF5 writer."""
+        if fmt not in self.file_formats:
+            raise ValueError(
+                f"unknown calo file format {fmt!r}; choose one of {', '.join(self.file_formats)}"
+            )
+        return CaloWriter(path, fmt, attrs)

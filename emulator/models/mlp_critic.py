@@ -1,0 +1,66 @@
+"""A conditional MLP critic for WGAN-GP: no batch norm, so the per-sample gradient penalty is valid.
+
+Inputs are the network-space sample, the condition features (concatenated again at every
+layer) and, optionally, a vector of differentiable physics summaries from the domain
+(calo: response, layer energies and fractions, centres and widths, lit-cell counts), the
+global inputs that CaloGAN and FastCaloGAN critics also get.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = ["MLPCritic", "MLPCriticConfig"]
+
+
+@dataclass
+class MLPCriticConfig:
+    """Constructor arguments of ``MLPCritic``."""
+
+    sample_dim: int  # flattened size of one sample
+    cond_dim: int  # number of condition features
+    feature_dim: int = 0  # number of physics summary features (0: none)
+    hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # widths of the hidden layers
+    negative_slope: float = 0.2  # LeakyReLU slope
+    layer_norm: bool = False  # LayerNorm per sample (never BatchNorm: it breaks the gradient penalty)
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+
+    def to_dict(self) -> dict:
+        """JSON-ready constructor arguments."""
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+class MLPCritic(nn.Module):
+    """x (B, sample_dim), c (B, cond_dim), features (B, feature_dim) -> score (B,)."""
+
+    config_class = MLPCriticConfig
+
+    def __init__(self, config: MLPCriticConfig) -> None:
+        super().__init__()
+        self.config = config
+        first = config.sample_dim + config.feature_dim
+        widths = [first, *config.hidden]
+        self.linears = nn.ModuleList(nn.Linear(w + config.cond_dim, h) for w, h in itertools.pairwise(widths))
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(h) if config.layer_norm else nn.Identity() for h in config.hidden
+        )
+        self.act = nn.LeakyReLU(config.negative_slope)
+        self.out = nn.Linear(widths[-1] + config.cond_dim, 1)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.flatten(1)
+        if self.config.feature_dim:
+            if features is None:
+                raise ValueError(f"this critic expects {self.config.feature_dim} physics features")
+            h = torch.cat([h, features.to(h.dtype)], dim=1)
+        for linear, norm in zip(self.linears, self.norms, strict=True):
+            h = self.act(norm(linear(torch.cat([h, c.to(h.dtype)], dim=1))))
+        return self.out(torch.cat([h, c.to(h.dtype)], dim=1)).squeeze(1)
