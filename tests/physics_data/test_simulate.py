@@ -89,7 +89,7 @@ def test_pions_respond_less_and_fluctuate_more():
 
 
 def test_pass_through_pion_deposits_mip_energy():
-    showers, obs = _fixed("pi+", 20.0, 3000, seed=10)
+    _, obs = _fixed("pi+", 20.0, 3000, seed=10)
     mip = obs["E_tot"][obs["E_tot"] < 500.0]
     assert 200.0 < np.median(mip) < 320.0  # ~270 MeV over 30.8 X0 (reference section 1)
     assert STACK_X0 == pytest.approx(30.78, abs=0.01)
