@@ -1,0 +1,1 @@
+"""HTTP API: routers under a version prefix, and their dependencies."""

@@ -1,0 +1,184 @@
+"""Build the HTTP response of one validated sample request, in its format (npy, hdf5 or json).
+
+Each builder owns the generation slot it is given and releases it exactly once: when the
+stream has been sent, when generation fails, or as soon as the worker thread has stopped
+after a client disconnect. Encodings are described in :mod:`services.encoders`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from starlette.responses import Response
+
+from emulator.conditions import ConditionSpec
+from emulator.sampler import Sampler
+from services.encoders import encode_npy_block, iter_file, json_payload, npy_header, sample_width
+from services.limits import Slot
+from services.metrics import Metrics
+from services.streaming import BlockStream, GenerationResponse, run_blocking
+
+__all__ = ["SampleJob", "build_response", "npy_columns"]
+
+MEDIA_TYPES = {"npy": "application/x-npy", "hdf5": "application/x-hdf5", "json": "application/json"}
+
+
+class _Cancelled(Exception):
+    """The client went away while an HDF5 response was being generated."""
+
+
+@dataclass
+class SampleJob:
+    """A validated request: what to generate and how to encode it."""
+
+    model: str
+    sampler: Sampler
+    n: int
+    spec: ConditionSpec
+    seed: int
+    fmt: str  # npy | hdf5 | json
+    dtype: np.dtype
+    file_format: str  # hdf5 only: one of the domain's file formats
+
+    @property
+    def blocks(self) -> Iterator[Any]:
+        """The sampler's blocks for this request (a fresh generator)."""
+        return self.sampler.iter_blocks(self.n, self.spec, self.seed)
+
+
+def npy_columns(domain: Any) -> str:
+    """Human description of the npy column layout of ``domain`` (headers, /v1/models, docs)."""
+    k = len(domain.conditions)
+    d = sample_width(tuple(domain.sample_shape))
+    conds = ", ".join(f"{c.name} [{c.unit}]" for c in domain.conditions)
+    return (
+        f"shape (n, {k + d}): columns 0..{k - 1} = conditions ({conds}); "
+        f"columns {k}..{k + d - 1} = sample values, sample_shape {tuple(domain.sample_shape)}"
+    )
+
+
+def _ascii(text: str) -> str:
+    """Header values must be latin-1; keep them plain ASCII."""
+    return text.encode("ascii", "replace").decode()
+
+
+def _headers(job: SampleJob, extension: str) -> dict[str, str]:
+    domain = job.sampler.domain
+    headers = {
+        "X-Emulator-Model": job.model,
+        "X-Emulator-Seed": str(job.seed),
+        "X-Emulator-N": str(job.n),
+        "X-Emulator-Layout": _ascii(npy_columns(domain) if job.fmt == "npy" else job.fmt),
+        "X-Emulator-Conditions": ",".join(c.name for c in domain.conditions),
+        "Content-Disposition": f'attachment; filename="{job.model}_seed{job.seed}_n{job.n}.{extension}"',
+    }
+    if job.spec.extrapolated:
+        headers["X-Emulator-Extrapolated"] = "true"
+    return headers
+
+
+def _file_attrs(job: SampleJob) -> dict[str, Any]:
+    card = job.sampler.card or {}
+    return {
+        "model": job.model,
+        "model_version": str(card.get("version", "")),
+        "domain": job.sampler.domain.name,
+        "seed": job.seed,
+        "conditions": json.dumps(job.spec.describe()),
+        "extrapolated": bool(job.spec.extrapolated),
+        "generator": "emulator sample service",
+    }
+
+
+def _npy_response(job: SampleJob, executor: concurrent.futures.Executor, slot: Slot, metrics: Metrics) -> Response:
+    domain = job.sampler.domain
+    width = len(domain.conditions) + sample_width(tuple(domain.sample_shape))
+    header = npy_header(job.n, width, job.dtype)
+    metrics.bytes.labels(job.model, "npy").inc(len(header))
+    start = time.perf_counter()
+
+    def on_chunk(block: Any, chunk: bytes) -> None:
+        metrics.samples.labels(job.model, "npy").inc(len(block.conditions))
+        metrics.bytes.labels(job.model, "npy").inc(len(chunk))
+
+    def on_close() -> None:
+        slot.release()
+        metrics.generation.labels(job.model).observe(time.perf_counter() - start)
+
+    stream = BlockStream(
+        executor, job.blocks, lambda b: encode_npy_block(b, job.dtype), on_close, on_chunk, prefix=header
+    )
+    return GenerationResponse(stream, media_type=MEDIA_TYPES["npy"], headers=_headers(job, "npy"))
+
+
+def _hdf5_response(
+    job: SampleJob, executor: concurrent.futures.Executor, slot: Slot, metrics: Metrics, tmp_dir: Path | None
+) -> Response:
+    """Generate into a temporary HDF5 file (HDF5 needs seeks), then stream it and delete it."""
+    workdir = Path(tempfile.mkdtemp(prefix="emulator-hdf5-", dir=tmp_dir))
+    path = workdir / f"{job.model}.h5"
+    cancel = threading.Event()
+    start = time.perf_counter()
+
+    def chunks() -> Iterator[bytes]:
+        # Runs in the worker thread: the first next() builds the whole file, later ones read it.
+        with job.sampler.domain.open_writer(path, job.file_format, _file_attrs(job)) as writer:
+            for block in job.blocks:
+                if cancel.is_set():
+                    raise _Cancelled  # the writer removes its temporary file
+                writer.append(block.conditions, block.samples)
+        metrics.samples.labels(job.model, "hdf5").inc(job.n)
+        metrics.generation.labels(job.model).observe(time.perf_counter() - start)
+        yield from iter_file(path)
+
+    def on_chunk(chunk: bytes, _same: bytes) -> None:
+        metrics.bytes.labels(job.model, "hdf5").inc(len(chunk))
+
+    def on_close() -> None:
+        slot.release()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    stream = BlockStream(executor, chunks(), lambda c: c, on_close, on_chunk, cancel=cancel)
+    return GenerationResponse(stream, media_type=MEDIA_TYPES["hdf5"], headers=_headers(job, "h5"))
+
+
+async def _json_response(job: SampleJob, executor: concurrent.futures.Executor, slot: Slot, metrics: Metrics) -> Response:
+    names = [c.name for c in job.sampler.domain.conditions]
+    start = time.perf_counter()
+    try:
+        payload = await run_blocking(executor, lambda: json_payload(job.model, job.seed, names, job.blocks, job.dtype))
+    finally:
+        slot.release()
+    metrics.generation.labels(job.model).observe(time.perf_counter() - start)
+    metrics.samples.labels(job.model, "json").inc(job.n)
+    metrics.bytes.labels(job.model, "json").inc(len(payload))
+    return Response(payload, media_type=MEDIA_TYPES["json"], headers=_headers(job, "json"))
+
+
+async def build_response(
+    job: SampleJob,
+    executor: concurrent.futures.Executor,
+    slot: Slot,
+    metrics: Metrics,
+    tmp_dir: Path | None = None,
+) -> Response:
+    """The response for ``job``; the caller has acquired ``slot``, which this releases when done."""
+    try:
+        if job.fmt == "npy":
+            return _npy_response(job, executor, slot, metrics)
+        if job.fmt == "hdf5":
+            return _hdf5_response(job, executor, slot, metrics, tmp_dir)
+        return await _json_response(job, executor, slot, metrics)
+    except BaseException:
+        slot.release()
+        raise
