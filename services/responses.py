@@ -118,7 +118,10 @@ def _npy_response(job: SampleJob, executor: concurrent.futures.Executor, slot: S
     stream = BlockStream(
         executor, job.blocks, lambda b: encode_npy_block(b, job.dtype), on_close, on_chunk, prefix=header
     )
-    return GenerationResponse(stream, media_type=MEDIA_TYPES["npy"], headers=_headers(job, "npy"))
+    headers = _headers(job, "npy")
+    # The size is known up front: clients and curl can show progress and detect a cut stream.
+    headers["Content-Length"] = str(len(header) + job.n * width * job.dtype.itemsize)
+    return GenerationResponse(stream, media_type=MEDIA_TYPES["npy"], headers=headers)
 
 
 def _hdf5_response(
