@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("simulate", "serve")
+COMMANDS: tuple[str, ...] = ("simulate", "serve", "generate")
 
 
 class CLIError(Exception):
