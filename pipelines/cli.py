@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("simulate", "serve", "generate")
+COMMANDS: tuple[str, ...] = ("simulate", "train", "serve", "generate", "models")
 
 
 class CLIError(Exception):

@@ -12,6 +12,8 @@ Optional extras a domain may define (the trainer uses them when present):
   differentiable physics summaries of network-space samples given to the critic.
 * ``energy_response(x, conditions) -> (B,)``: a per-sample scalar whose per-condition-bin
   mean and spread the optional consistency term matches (calo: E_tot / E_inc).
+* ``read_samples(path, n=None) -> (conditions (N, k), samples (N, *sample_shape), attrs)``:
+  training data from a file (needed by ``emulator train``).
 * ``quick_val_observables: tuple[str, ...]``: the observables used for checkpoint selection.
 * ``preprocessing: dict``: a JSON description of the transform, saved in ``config.json``.
 """

@@ -112,7 +112,15 @@ class CaloDomain:
     critic_feature_dim = 24
 
     def __init__(self) -> None:
-        self._geometry = _layer_geometry()
+        self._geometry: dict[str, list] = {}
+
+    def _geometry_on(self, device: torch.device) -> list:
+        key = str(device)
+        if key not in self._geometry:
+            self._geometry[key] = [
+                (sl, sh, c0.to(device), c1.to(device)) for sl, sh, c0, c1 in _layer_geometry()
+            ]
+        return self._geometry[key]
 
     # -- transforms ---------------------------------------------------------------------------
     @staticmethod
@@ -150,14 +158,13 @@ class CaloDomain:
         b = frac.shape[0]
         eps = 1e-8
         layer_e, centres, soft_lit = [], [], []
-        for sl, shape, c0, c1 in self._geometry:
+        for sl, shape, c0, c1 in self._geometry_on(frac.device):
             img = frac[:, sl].reshape(b, *shape)
             e = img.sum(dim=(1, 2))
             layer_e.append(e)
             den = e + eps
             for axis_sum, c in ((2, c0), (1, c1)):
                 prof = img.sum(dim=axis_sum)
-                c = c.to(frac.device)
                 mean = prof @ c / den
                 var = (prof @ (c * c) / den - mean * mean).clamp_min(0.0)
                 centres += [mean, torch.sqrt(var + 1e-4)]
@@ -185,6 +192,14 @@ class CaloDomain:
         return compute_observables(
             samples[:, :N_CELLS], np.asarray(conditions).reshape(len(samples), -1)[:, 0]
         )
+
+    def read_samples(self, path: str | Path, n: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Training data from a CaloGAN/CaloChallenge file: (conditions (N, 1) GeV, samples (N, 507) MeV, attrs)."""
+        from physics_data.calo.io import read_attrs, read_showers
+
+        showers = read_showers(path, n)
+        samples = np.concatenate([showers.cells, showers.overflow], axis=1).astype(np.float32, copy=False)
+        return showers.energy.astype(np.float32).reshape(-1, 1), samples, read_attrs(path)
 
     def open_writer(self, path: str | Path, fmt: str, attrs: dict) -> SampleWriter:
         """Atomic CaloGAN (default) or CaloChallenge HDF5 writer."""

@@ -1,0 +1,532 @@
+"""The training loop: ``train_func(config)`` trains one conditional WGAN-GP emulator.
+
+Run it from the CLI (``emulator train calo --particle e+ --data train.h5 --out models/calo-eplus``)
+or call it directly; it touches the outside world only through two optional hooks,
+``report(metrics)`` and ``checkpoint_hook(path, metrics)``, so a Ray Train launcher can wrap
+it unchanged (``ray.train.report(metrics, checkpoint=Checkpoint.from_directory(path))``).
+
+What one run does:
+
+1. reads the training file through the domain (``domain.read_samples``) into float32 tensors
+   on the training device, holding out ``val_samples`` samples for quick validation;
+2. maps samples to network space once (``domain.to_network``);
+3. runs ``steps`` WGAN-GP iterations (``emulator.wgan_gp.GANStep``) with an EMA copy of the
+   generator (decay ``ema_decay``, warmed up as min(decay, (1 + t) / (10 + t)));
+4. every ``log_every`` steps: a JSONL record in ``<run_dir>/metrics.jsonl`` and the progress bar;
+5. every ``val_every`` steps: generates the held-out set's conditions with the EMA weights,
+   computes the mean over ``domain.quick_val_observables`` of W1(gen, ref) / std(ref) (POT
+   ``wasserstein_1d``) and, when it is the best so far, exports the EMA generator to ``out``;
+6. every ``checkpoint_every`` steps: an atomic training checkpoint (weights, optimizer states,
+   RNG states, config; see ``emulator.checkpoint``); ``resume=True`` continues bit-exactly.
+
+Seeds fix everything: the data split, initial weights, batches, noise and interpolates.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from emulator.checkpoint import (
+    export_model,
+    latest_checkpoint,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
+from emulator.domains import Domain, get_domain
+from emulator.models import MLPCritic, MLPCriticConfig, MLPGenerator, MLPGeneratorConfig
+from emulator.sampler import resolve_device
+from emulator.wgan_gp import Batch, GANStep
+
+__all__ = ["ConfigError", "TrainConfig", "ema_update", "load_config", "quick_validation_score", "train_func"]
+
+
+class ConfigError(ValueError):
+    """A training config key is unknown or its value has the wrong type."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; stored resolved in each checkpoint and the model card."""
+
+    # -- what to train -------------------------------------------------------------------------
+    domain: str = "calo"  # registered domain name
+    particle: str = ""  # calo: particle of the training data (e+, gamma, pi+); recorded in the card
+    data: str = ""  # training file (calo: CaloGAN HDF5 from `emulator simulate`)
+    out: str = ""  # model directory the best EMA generator is exported to
+    name: str = ""  # model name in the card (default: the basename of `out`)
+    version: str = "1.0.0"  # model version in the card
+    run_dir: str = ""  # checkpoints, metrics.jsonl, loss_curve.png (default: runs/<name>)
+    # -- optimisation --------------------------------------------------------------------------
+    steps: int = 20_000  # generator updates in total (a resumed run continues up to this)
+    batch_size: int = 512  # samples per critic and generator batch
+    n_critic: int = 5  # critic updates per generator update
+    gp_lambda: float = 10.0  # gradient-penalty weight
+    lr_g: float = 1e-4  # generator Adam learning rate
+    lr_d: float = 1e-4  # critic Adam learning rate
+    beta1: float = 0.5  # Adam beta1 (WGAN-GP: 0.5)
+    beta2: float = 0.9  # Adam beta2 (WGAN-GP: 0.9)
+    energy_weight: float = 0.0  # weight of the energy-consistency term in the generator loss (0: off)
+    n_energy_bins: int = 10  # condition bins of the energy-consistency term
+    ema_decay: float = 0.999  # EMA decay of the exported generator weights
+    # -- architecture --------------------------------------------------------------------------
+    latent_dim: int = 128  # generator latent size
+    g_hidden: tuple[int, ...] = field(default=(512, 1024, 1024))  # generator hidden widths
+    g_layer_norm: bool = True  # LayerNorm in the generator
+    d_hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # critic hidden widths
+    d_layer_norm: bool = False  # LayerNorm in the critic (never BatchNorm)
+    critic_features: bool = True  # give the critic the domain's physics summaries (when it has them)
+    # -- runtime -------------------------------------------------------------------------------
+    seed: int = 0  # seeds the split, weights, batches and noise
+    device: str = "auto"  # auto (CUDA if available), cpu, cuda, cuda:1, ...
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU); the gradient penalty stays float32
+    max_samples: int = 0  # read at most this many samples from `data` (0: all)
+    val_samples: int = 10_000  # held-out samples for quick validation (never trained on)
+    val_every: int = 1000  # quick validation (and best-model export) every this many steps
+    checkpoint_every: int = 1000  # training checkpoint every this many steps
+    keep_checkpoints: int = 2  # how many training checkpoints to keep
+    log_every: int = 50  # metrics record and progress update every this many steps
+    progress: bool = True  # show a tqdm progress bar
+    resume: bool = False  # continue from the newest checkpoint in run_dir when there is one
+
+    def __post_init__(self) -> None:
+        self.g_hidden = tuple(int(h) for h in self.g_hidden)
+        self.d_hidden = tuple(int(h) for h in self.d_hidden)
+        if not self.name and self.out:
+            self.name = Path(self.out).name
+        if not self.run_dir and self.name:
+            self.run_dir = str(Path("runs") / self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values."""
+        d = dataclasses.asdict(self)
+        d["g_hidden"], d["d_hidden"] = list(self.g_hidden), list(self.d_hidden)
+        return d
+
+
+def _coerce(name: str, typ: Any, value: Any) -> Any:
+    """Convert ``value`` (possibly a CLI string) to the type of field ``name``."""
+    typ = str(typ)
+    try:
+        if typ.startswith("tuple"):
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", "").split(",") if v]
+            return tuple(int(v) for v in value)
+        if typ == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if typ == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if typ == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {name!r} expects {typ}, got {value!r}") from None
+
+
+def load_config(
+    config: TrainConfig | Mapping[str, Any] | None = None,
+    file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """Resolve a config: defaults <- ``config`` <- JSON ``file`` <- ``overrides``; unknown keys fail."""
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    layers: list[Mapping[str, Any]] = []
+    if isinstance(config, TrainConfig):
+        layers.append(config.to_dict())
+    elif config:
+        layers.append(config)
+    if file:
+        try:
+            loaded = json.loads(Path(file).read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file {file}: not valid JSON ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file}: expected a JSON object of settings")
+        layers.append(loaded)
+    if overrides:
+        layers.append(overrides)
+    for layer in layers:
+        unknown = sorted(set(layer) - set(types))
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(types))}")
+        for key, value in layer.items():
+            values[key] = _coerce(key, types[key], value)
+    cfg = TrainConfig(**values)
+    for key in (
+        "steps",
+        "batch_size",
+        "n_critic",
+        "val_every",
+        "checkpoint_every",
+        "log_every",
+        "keep_checkpoints",
+    ):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    return cfg
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter (buffers are copied)."""
+    e_params = list(ema.parameters())
+    m_params = list(model.parameters())
+    torch._foreach_lerp_(e_params, m_params, 1.0 - decay)
+    for eb, mb in zip(ema.buffers(), model.buffers(), strict=True):
+        eb.copy_(mb)
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """Warmed-up EMA decay: early steps average over fewer updates, so a short run's EMA is not stuck at init."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Data:
+    x: torch.Tensor  # (N, D) network space, training device
+    conditions: torch.Tensor  # (N, k)
+    features: torch.Tensor  # (N, k)
+    val_conditions: np.ndarray  # (M, k) held-out
+    val_observables: dict[str, np.ndarray]
+    attrs: dict
+    n_total: int
+
+
+def _load_data(cfg: TrainConfig, domain: Domain, device: torch.device) -> _Data:
+    if not cfg.data:
+        raise ConfigError("no training data: set `data` (--data FILE)")
+    if not hasattr(domain, "read_samples"):
+        raise ConfigError(f"domain {domain.name!r} cannot read training files (no read_samples)")
+    if not Path(cfg.data).exists():
+        raise FileNotFoundError(
+            f"training data {cfg.data} does not exist; create it with `emulator simulate`"
+        )
+    conditions, samples, attrs = domain.read_samples(cfg.data, cfg.max_samples or None)
+    n = len(samples)
+    n_val = min(cfg.val_samples, n // 5)
+    if n - n_val < cfg.batch_size:
+        raise ConfigError(
+            f"{cfg.data} has {n} samples; need more than batch_size={cfg.batch_size} + validation"
+        )
+    perm = np.random.default_rng([cfg.seed, 0]).permutation(n)
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    val_obs = domain.observables(samples[val_idx], conditions[val_idx]) if n_val else {}
+    cond_t = torch.from_numpy(np.ascontiguousarray(conditions[train_idx])).to(device)
+    flat = torch.from_numpy(np.ascontiguousarray(samples[train_idx])).to(device)
+    x = domain.to_network(flat.view(len(train_idx), *domain.sample_shape), cond_t).reshape(len(train_idx), -1)
+    del flat
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{cfg.data}: samples map to non-finite network values (negative energies?)")
+    return _Data(
+        x=x.float().contiguous(),
+        conditions=cond_t,
+        features=domain.condition_features(cond_t).float(),
+        val_conditions=conditions[val_idx],
+        val_observables=val_obs,
+        attrs=attrs,
+        n_total=n,
+    )
+
+
+# -- quick validation ----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _generate(
+    generator: nn.Module, domain: Domain, conditions: np.ndarray, seed: int, device: torch.device
+) -> np.ndarray:
+    """Physical samples for ``conditions`` with fixed noise (so scores are comparable across steps)."""
+    generator.eval()
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    for start in range(0, len(conditions), 8192):
+        c = torch.from_numpy(np.ascontiguousarray(conditions[start : start + 8192])).to(device)
+        z = torch.randn(len(c), generator.config.latent_dim, generator=g).to(device)
+        x = generator(z, domain.condition_features(c)).float()
+        out.append(domain.from_network(x.view(len(c), *domain.sample_shape), c).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, *domain.sample_shape), np.float32)
+
+
+def quick_validation_score(
+    domain: Domain, gen_obs: dict[str, np.ndarray], ref_obs: dict[str, np.ndarray]
+) -> tuple[float, dict[str, float]]:
+    """Mean over the domain's quick-validation observables of W1(gen, ref) / std(ref) (lower is better)."""
+    import ot
+
+    names = getattr(domain, "quick_val_observables", None) or sorted(ref_obs)
+    per: dict[str, float] = {}
+    for name in names:
+        ref, gen = np.asarray(ref_obs[name], np.float64), np.asarray(gen_obs[name], np.float64)
+        scale = ref.std() or 1.0
+        per[name] = float(ot.wasserstein_1d(gen, ref, p=1)) / scale
+    return float(np.mean(list(per.values()))), per
+
+
+# -- the loop ------------------------------------------------------------------------------------
+
+
+def _build(cfg: TrainConfig, domain: Domain) -> tuple[MLPGenerator, MLPCritic]:
+    sample_dim = math.prod(domain.sample_shape)
+    k = len(domain.conditions)
+    gen = MLPGenerator(
+        MLPGeneratorConfig(sample_dim, k, cfg.latent_dim, cfg.g_hidden, layer_norm=cfg.g_layer_norm)
+    )
+    feat_dim = int(getattr(domain, "critic_feature_dim", 0)) if cfg.critic_features else 0
+    critic = MLPCritic(MLPCriticConfig(sample_dim, k, feat_dim, cfg.d_hidden, layer_norm=cfg.d_layer_norm))
+    return gen, critic
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA), {os.cpu_count()} CPU cores"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def _card(cfg: TrainConfig, domain: Domain, gen: MLPGenerator, data: _Data, info: dict) -> dict:
+    return {
+        "name": cfg.name,
+        "domain": domain.name,
+        "version": cfg.version,
+        "particle": cfg.particle or None,
+        "description": (
+            f"Conditional WGAN-GP emulator of {domain.name} samples"
+            + (f" for {cfg.particle}" if cfg.particle else "")
+            + "; EMA generator weights selected by quick validation."
+        ),
+        "conditions": [
+            {"name": c.name, "unit": c.unit, "low": c.low, "high": c.high, "description": c.description}
+            for c in domain.conditions
+        ],
+        "sample_shape": list(domain.sample_shape),
+        "layout": domain.layout,
+        "preprocessing": getattr(domain, "preprocessing", {}),
+        "training_data": {
+            "file": Path(cfg.data).name,
+            "n_samples": data.n_total,
+            "n_held_out": len(data.val_conditions),
+            "attrs": {k: v for k, v in data.attrs.items() if isinstance(v, (str, int, float, bool))},
+        },
+        "hyperparameters": {"train": cfg.to_dict(), "generator": gen.config.to_dict()},
+        "parameters": sum(p.numel() for p in gen.parameters()),
+        "flops_per_sample": gen.flops_per_sample(),
+        "training": info,
+        "validation": None,
+    }
+
+
+def _write_loss_curve(metrics_path: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    train = [r for r in recs if "loss_d" in r]
+    val = [r for r in recs if "val_score" in r]
+    if not train:
+        return
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [r["step"] for r in train]
+    for key in ("loss_d", "loss_g", "wasserstein", "gp"):
+        ax1.plot(steps, [r[key] for r in train], label=key, lw=1)
+    ax1.set_xlabel("generator step")
+    ax1.set_title("WGAN-GP losses")
+    ax1.legend()
+    if val:
+        ax2.plot([r["step"] for r in val], [r["val_score"] for r in val], "o-")
+        ax2.set_yscale("log")
+    ax2.set_xlabel("generator step")
+    ax2.set_title("quick validation: mean W1 / std (lower is better)")
+    fig.tight_layout()
+    tmp = png.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png)
+
+
+def _rng_tensors(index_gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    t = {"rng.torch_cpu": torch.get_rng_state(), "rng.index": index_gen.get_state()}
+    if device.type == "cuda":
+        t["rng.torch_cuda"] = torch.cuda.get_rng_state(device)
+    return t
+
+
+def train_func(
+    config: TrainConfig | Mapping[str, Any],
+    *,
+    report: Callable[[dict], None] | None = None,
+    checkpoint_hook: Callable[[Path, dict], None] | None = None,
+) -> dict:
+    """Train one emulator; returns a summary (best score and step, steps, seconds, paths).
+
+    ``report(metrics)`` is called at every log step and ``checkpoint_hook(path, metrics)``
+    after every checkpoint; both are optional (Ray Train's only touch points).
+    """
+    cfg = load_config(config)
+    if not cfg.out:
+        raise ConfigError("no output model directory: set `out` (--out DIR)")
+    domain = get_domain(cfg.domain)
+    device = resolve_device(cfg.device)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = run_dir / "metrics.jsonl"
+
+    torch.manual_seed(cfg.seed)
+    data = _load_data(cfg, domain, device)
+    gen, critic = _build(cfg, domain)
+    gen.to(device)
+    critic.to(device)
+    ema = copy.deepcopy(gen).requires_grad_(False)
+    gan = GANStep(
+        gen, critic, domain,
+        lr_g=cfg.lr_g, lr_d=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), n_critic=cfg.n_critic,
+        gp_lambda=cfg.gp_lambda, energy_weight=cfg.energy_weight, n_energy_bins=cfg.n_energy_bins,
+        use_critic_features=cfg.critic_features, amp=cfg.amp,
+    )  # fmt: skip
+    index_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
+    n_train = data.x.shape[0]
+
+    start_step, best_score, best_step, elapsed_before = 0, math.inf, 0, 0.0
+    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
+    if ckpt is not None:
+        tensors, state = load_checkpoint(ckpt, device="cpu")
+        for prefix, module in (("generator", gen), ("ema", ema), ("critic", critic)):
+            module.load_state_dict(
+                {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            )
+        optimizer_from_tensors(gan.opt_g, tensors, state["optim_g"], "optim_g")
+        optimizer_from_tensors(gan.opt_d, tensors, state["optim_d"], "optim_d")
+        torch.set_rng_state(tensors["rng.torch_cpu"])
+        index_gen.set_state(tensors["rng.index"])
+        if device.type == "cuda" and "rng.torch_cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.torch_cuda"], device)
+        start_step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
+        elapsed_before = state["elapsed_s"]
+        if metrics_path.exists():  # drop records written after the checkpoint
+            keep = [
+                ln
+                for ln in metrics_path.read_text().splitlines()
+                if ln and json.loads(ln)["step"] <= start_step
+            ]
+            metrics_path.write_text("".join(ln + "\n" for ln in keep))
+    elif metrics_path.exists():
+        metrics_path.unlink()
+
+    def next_batch() -> Batch:
+        idx = torch.randint(n_train, (cfg.batch_size,), generator=index_gen).to(device, non_blocking=True)
+        return Batch(data.x[idx], data.conditions[idx], data.features[idx])
+
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    pbar = tqdm(
+        total=cfg.steps, initial=start_step, disable=not cfg.progress, desc=cfg.name, dynamic_ncols=True
+    )
+    log = metrics_path.open("a")
+    last: dict[str, Any] = {}
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t0
+
+    try:
+        for step in range(start_step + 1, cfg.steps + 1):
+            stats = gan.step(next_batch)
+            ema_update(ema, gen, ema_decay_at(step, cfg.ema_decay))
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                last = {"step": step, **stats.as_dict(), "elapsed_s": round(elapsed(), 2)}
+                log.write(json.dumps(last) + "\n")
+                log.flush()
+                pbar.set_postfix(
+                    W=f"{last['wasserstein']:.3f}", D=f"{last['loss_d']:.3f}", G=f"{last['loss_g']:.3f}"
+                )
+                if report:
+                    report(last)
+            if (step % cfg.val_every == 0 or step == cfg.steps) and len(data.val_conditions):
+                gen_samples = _generate(ema, domain, data.val_conditions, cfg.seed + 12345, device)
+                score, per = quick_validation_score(
+                    domain, domain.observables(gen_samples, data.val_conditions), data.val_observables
+                )
+                rec = {"step": step, "val_score": score, "val": per, "elapsed_s": round(elapsed(), 2)}
+                if score < best_score:
+                    best_score, best_step = score, step
+                    info = {
+                        "step": step, "quick_val_score": score, "quick_val": per, "hardware": _hardware(device),
+                        "training_time_s": round(elapsed(), 1),
+                    }  # fmt: skip
+                    export_model(cfg.out, ema, domain, _card(cfg, domain, ema, data, info))
+                    rec["best"] = True
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                _write_loss_curve(metrics_path, run_dir / "loss_curve.png")
+                pbar.write(f"step {step}: quick-val score {score:.4f} (best {best_score:.4f} at {best_step})")
+                if report:
+                    report(rec)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                tensors: dict[str, torch.Tensor] = {}
+                for prefix, module in (("generator", gen), ("ema", ema), ("critic", critic)):
+                    tensors.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
+                tg, meta_g = optimizer_to_tensors(gan.opt_g, "optim_g")
+                td, meta_d = optimizer_to_tensors(gan.opt_d, "optim_d")
+                tensors.update(tg | td | _rng_tensors(index_gen, device))
+                state = {
+                    "step": step, "best_score": best_score, "best_step": best_step, "elapsed_s": elapsed(),
+                    "config": cfg.to_dict(), "optim_g": meta_g, "optim_d": meta_d,
+                }  # fmt: skip
+                path = save_checkpoint(run_dir, step, tensors, state, keep=cfg.keep_checkpoints)
+                if checkpoint_hook:
+                    checkpoint_hook(path, {"step": step, "best_score": best_score})
+            pbar.update(1)
+    finally:
+        pbar.close()
+        log.close()
+    if not len(data.val_conditions) and start_step < cfg.steps:
+        export_model(
+            cfg.out,
+            ema,
+            domain,
+            _card(cfg, domain, ema, data, {"step": cfg.steps, "hardware": _hardware(device)}),
+        )
+    if metrics_path.exists() and metrics_path.stat().st_size:
+        _write_loss_curve(metrics_path, run_dir / "loss_curve.png")
+    return {
+        "best_score": best_score,
+        "best_step": best_step,
+        "steps": cfg.steps,
+        "elapsed_s": round(elapsed(), 2),
+        "out": cfg.out,
+        "run_dir": str(run_dir),
+        "last": last,
+    }

@@ -1,0 +1,193 @@
+"""One WGAN-GP training step (Gulrajani et al. 2017, arXiv:1704.00028).
+
+Per step: ``n_critic`` critic updates, each on a fresh real batch and a fresh fake batch
+at the same conditions, minimising
+
+    L_D = <D(fake)> - <D(real)> + lambda <(||grad_x D(x_hat)||_2 - 1)^2>,
+    x_hat = a x_real + (1 - a) x_fake,  a ~ U(0, 1) per sample,
+
+then one generator update minimising ``L_G = -<D(fake)> + energy_weight * L_E``.
+
+``L_E`` (optional, ``energy_weight > 0``) is an energy-consistency term for domains that
+define ``energy_response`` (calo: E_tot/E_inc): the real and fake batches share their
+conditions, samples are grouped into ``n_energy_bins`` equal bins of the first condition
+feature, and L_E is the count-weighted mean over bins of |mean_fake - mean_real| +
+|std_fake - std_real| of the response. It pulls each bin's mean response and resolution
+toward the data's without tying any single fake sample to a real one (a per-sample MSE
+would collapse the spread).
+
+The critic may also see differentiable physics summaries (``domain.critic_features``);
+the gradient penalty differentiates through them too, so it is the true input gradient.
+Mixed precision: on CUDA the forward passes run under bf16 autocast; the gradient penalty
+is always computed in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from emulator.domains import Domain
+
+__all__ = ["STAT_NAMES", "Batch", "GANStep", "StepStats", "energy_consistency", "gradient_penalty"]
+
+
+@dataclass
+class Batch:
+    """A real training batch: network-space samples, physical conditions and condition features."""
+
+    x: torch.Tensor  # (B, D) network space
+    conditions: torch.Tensor  # (B, k) physical units
+    features: torch.Tensor  # (B, k) domain.condition_features(conditions)
+
+
+STAT_NAMES = ("loss_d", "loss_g", "wasserstein", "gp", "energy")
+
+
+@dataclass
+class StepStats:
+    """Losses of one step, kept on the device so a step never waits for the GPU; ``as_dict`` syncs.
+
+    loss_d: critic loss of the last critic update; loss_g: generator loss; wasserstein:
+    <D(real)> - <D(fake)>, the critic's W1 estimate; gp: gradient penalty (times lambda);
+    energy: energy-consistency term (before its weight).
+    """
+
+    values: torch.Tensor  # (5,) in STAT_NAMES order
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(STAT_NAMES, self.values.float().cpu().tolist(), strict=True))
+
+
+def gradient_penalty(
+    critic_fn: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    gp_lambda: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """lambda <(||grad D(x_hat)||_2 - 1)^2> on random interpolates, in float32.
+
+    ``critic_fn`` maps a batch of samples to scores (B,) with everything else fixed.
+    For a linear critic D(x) = w.x + b this is exactly lambda (||w|| - 1)^2.
+    """
+    real, fake = real.detach().float(), fake.detach().float()
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    alpha = torch.rand(shape, device=real.device, generator=generator)
+    x_hat = (alpha * real + (1.0 - alpha) * fake).requires_grad_(True)
+    autocast = torch.autocast(device_type=real.device.type, enabled=False) if real.is_cuda else nullcontext()
+    with autocast:
+        scores = critic_fn(x_hat).float()
+        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    norm = grad.flatten(1).norm(2, dim=1)
+    return gp_lambda * ((norm - 1.0) ** 2).mean()
+
+
+def energy_consistency(
+    resp_fake: torch.Tensor, resp_real: torch.Tensor, cond_feature: torch.Tensor, n_bins: int
+) -> torch.Tensor:
+    """Count-weighted mean over condition bins of |Δmean| + |Δstd| of a per-sample response.
+
+    ``cond_feature`` (B,) is binned into ``n_bins`` equal bins on [0, 1] (values outside are clipped).
+    """
+    idx = (cond_feature.float().clamp(0.0, 1.0 - 1e-6) * n_bins).long()
+    counts = torch.zeros(n_bins, device=idx.device).index_add_(0, idx, torch.ones_like(resp_fake))
+    safe = counts.clamp_min(1.0)
+
+    def moments(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.zeros(n_bins, device=r.device).index_add_(0, idx, r) / safe
+        sq = torch.zeros(n_bins, device=r.device).index_add_(0, idx, r * r) / safe
+        return mean, (sq - mean * mean).clamp_min(1e-12).sqrt()
+
+    mf, sf = moments(resp_fake.float())
+    mr, sr = moments(resp_real.float())
+    per_bin = (mf - mr).abs() + (sf - sr).abs()
+    return (per_bin * counts).sum() / counts.sum()
+
+
+class GANStep:
+    """Owns the generator, critic and their Adam optimizers; ``step(next_batch)`` does one WGAN-GP iteration."""
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        critic: nn.Module,
+        domain: Domain,
+        *,
+        lr_g: float = 1e-4,
+        lr_d: float = 1e-4,
+        betas: tuple[float, float] = (0.5, 0.9),
+        n_critic: int = 5,
+        gp_lambda: float = 10.0,
+        energy_weight: float = 0.0,
+        n_energy_bins: int = 10,
+        use_critic_features: bool = True,
+        amp: bool = True,
+    ) -> None:
+        self.generator, self.critic, self.domain = generator, critic, domain
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(critic.parameters(), lr=lr_d, betas=betas)
+        self.n_critic, self.gp_lambda = n_critic, gp_lambda
+        self.energy_weight, self.n_energy_bins = energy_weight, n_energy_bins
+        self.use_features = use_critic_features and getattr(critic.config, "feature_dim", 0) > 0
+        if energy_weight > 0 and not hasattr(domain, "energy_response"):
+            raise ValueError(f"energy_weight > 0 but domain {domain.name!r} defines no energy_response")
+        self.latent_dim = int(generator.config.latent_dim)
+        self.device = next(generator.parameters()).device
+        self.amp = amp and self.device.type == "cuda"
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+
+    def critic_score(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """D(x | conditions), feeding the domain's physics summaries when enabled."""
+        feats = self.domain.critic_features(x, batch.conditions) if self.use_features else None
+        return self.critic(x, batch.features, feats).float()
+
+    def _fake(self, batch: Batch) -> torch.Tensor:
+        z = torch.randn(batch.x.shape[0], self.latent_dim, device=self.device)
+        return self.generator(z, batch.features)
+
+    def step(self, next_batch: Callable[[], Batch]) -> StepStats:
+        """``n_critic`` critic updates then one generator update; ``next_batch()`` yields real batches."""
+        self.generator.train()
+        self.critic.train()
+        for _ in range(self.n_critic):
+            batch = next_batch()
+            with torch.no_grad(), self._autocast():
+                fake = self._fake(batch).float()
+            with self._autocast():
+                d_real = self.critic_score(batch.x, batch).mean()
+                d_fake = self.critic_score(fake, batch).mean()
+            gp = gradient_penalty(lambda x, b=batch: self.critic_score(x, b), batch.x, fake, self.gp_lambda)
+            loss_d = d_fake - d_real + gp
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+
+        batch = next_batch()
+        self.critic.requires_grad_(False)
+        with self._autocast():
+            fake = self._fake(batch).float()
+            loss_g = -self.critic_score(fake, batch).mean()
+        energy = torch.zeros((), device=self.device)
+        if self.energy_weight > 0:
+            energy = energy_consistency(
+                self.domain.energy_response(fake, batch.conditions),
+                self.domain.energy_response(batch.x, batch.conditions),
+                batch.features[:, 0],
+                self.n_energy_bins,
+            )
+            loss_g = loss_g + self.energy_weight * energy
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.critic.requires_grad_(True)
+        w = (d_real - d_fake).detach()
+        return StepStats(
+            torch.stack([loss_d.detach(), loss_g.detach(), w, gp.detach(), energy.detach()]).float()
+        )

@@ -1,0 +1,99 @@
+"""``emulator train DOMAIN``: train a conditional WGAN-GP emulator on a simulated HDF5 file.
+
+A thin wrapper over ``emulator.train.train_func``: settings come from the defaults of
+``TrainConfig``, then ``--config FILE`` (JSON), then the flags below, then ``--set KEY=VALUE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from emulator.domains import available_domains
+from pipelines.cli import CLIError
+
+__all__ = ["add_parser", "run"]
+
+EPILOG = """\
+outputs:
+  OUT (--out)        the model directory (config.json, generator.safetensors, card.json,
+                     MODEL_CARD.md): the EMA generator with the best quick-validation score.
+  RUN_DIR            checkpoints/ (resume with --resume), metrics.jsonl, loss_curve.png;
+                     default runs/<basename of OUT>.
+
+every setting (see `python -c "import emulator.train as t; help(t.TrainConfig)"`) can be given in a
+JSON --config file or with --set KEY=VALUE; unknown keys are an error.
+
+examples:
+  emulator simulate calo --particle e+ --n 200000 --energy 1:100 --seed 1 --out data/eplus.h5
+  emulator train calo --particle e+ --data data/eplus.h5 --out models/calo-eplus --steps 20000
+  emulator train calo --particle e+ --data data/eplus.h5 --out models/calo-eplus --resume
+  emulator train calo --data tiny.h5 --out /tmp/m --steps 10 --set g_hidden=32,32 --set val_every=5
+"""
+
+# flag dest -> config key (only flags the user actually gave override the config)
+FLAG_KEYS = {
+    "particle": "particle", "data": "data", "out": "out", "run_dir": "run_dir", "name": "name",
+    "steps": "steps", "batch_size": "batch_size", "device": "device", "seed": "seed", "resume": "resume",
+    "energy_weight": "energy_weight", "max_samples": "max_samples",
+}  # fmt: skip
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``emulator train``."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a WGAN-GP emulator on simulated data",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("domain", choices=available_domains(), help="what to emulate")
+    p.add_argument("--particle", help="calo: particle of the training data (recorded in the model card)")
+    p.add_argument("--data", help="training file written by `emulator simulate`")
+    p.add_argument("--out", help="model directory to write (e.g. models/calo-eplus)")
+    p.add_argument("--run-dir", help="checkpoints and logs (default runs/<name>)")
+    p.add_argument("--name", help="model name (default: basename of --out)")
+    p.add_argument("--steps", type=int, help="generator updates in total")
+    p.add_argument("--batch-size", type=int, help="samples per batch")
+    p.add_argument("--energy-weight", type=float, help="weight of the energy-consistency term (0: off)")
+    p.add_argument("--max-samples", type=int, help="read at most this many samples (0: all)")
+    p.add_argument("--device", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, help="seed of the whole run")
+    p.add_argument("--resume", action="store_true", default=None, help="continue from the newest checkpoint")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)"
+    )
+    p.add_argument("--config", type=Path, help="JSON file of settings (applied before the flags)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting; repeatable")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config and train; prints a JSON summary."""
+    from emulator.train import ConfigError, load_config, train_func
+
+    overrides: dict = {"domain": args.domain}
+    for dest, key in FLAG_KEYS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            overrides[key] = value
+    if args.no_progress:
+        overrides["progress"] = False
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value
+    if args.config is not None and not args.config.exists():
+        raise CLIError(f"config file {args.config} does not exist")
+    try:
+        cfg = load_config(None, args.config, overrides)
+        if not cfg.data or not cfg.out:
+            raise CLIError("both --data and --out are required (or set them in --config)")
+        summary = train_func(cfg)
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from None
+    print(json.dumps(summary, default=str))
+    return 0
