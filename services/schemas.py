@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 __all__ = [
+    "CONDITIONS_SCHEMA",
     "ConditionInfo",
-    "ConditionValue",
     "DType",
-    "Distribution",
     "ErrorResponse",
     "HealthResponse",
-    "LogUniform",
     "ModelInfoPublic",
     "ModelList",
     "OutputFormat",
     "SampleRequest",
     "SamplesJSON",
-    "Uniform",
 ]
 
 MAX_SEED = 2**63 - 1
@@ -41,22 +38,26 @@ class DType(str, Enum):
     float16 = "float16"
 
 
-class Uniform(BaseModel):
-    """Values drawn uniformly in ``[low, high]``."""
-
-    model_config = ConfigDict(extra="forbid")
-    uniform: tuple[float, float] = Field(description="[low, high]", examples=[[1.0, 100.0]])
-
-
-class LogUniform(BaseModel):
-    """Values drawn uniformly in ``log`` between ``low`` and ``high`` (both > 0)."""
-
-    model_config = ConfigDict(extra="forbid")
-    log_uniform: tuple[float, float] = Field(description="[low, high], both > 0", examples=[[1.0, 100.0]])
-
-
-Distribution = Uniform | LogUniform
-ConditionValue = float | list[float] | Uniform | LogUniform
+_NUMBERS = {"type": "array", "items": {"type": "number"}}
+_RANGE = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+_ONE_CONDITION = {
+    "anyOf": [
+        {"type": "number"},
+        _NUMBERS,
+        {"type": "object", "properties": {"uniform": _RANGE}, "required": ["uniform"], "additionalProperties": False},
+        {
+            "type": "object",
+            "properties": {"log_uniform": _RANGE},
+            "required": ["log_uniform"],
+            "additionalProperties": False,
+        },
+    ]
+}
+# Validated by emulator.conditions.parse_conditions (whose errors name the condition, value and
+# valid range); this schema documents the accepted forms for OpenAPI clients.
+CONDITIONS_SCHEMA = {
+    "anyOf": [{"type": "number"}, _NUMBERS, {"type": "object", "additionalProperties": _ONE_CONDITION}, {"type": "null"}]
+}
 
 
 class SampleRequest(BaseModel):
@@ -65,7 +66,7 @@ class SampleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n: int = Field(gt=0, description="Number of samples (at most the server's max_n).", examples=[1000])
-    conditions: float | list[float] | dict[str, ConditionValue] | None = Field(
+    conditions: Annotated[Any, WithJsonSchema(CONDITIONS_SCHEMA)] = Field(
         default=None,
         description=(
             "Conditions per name, e.g. {\"energy\": 50}, {\"energy\": [..one value per sample..]} or "
@@ -93,11 +94,8 @@ class SampleRequest(BaseModel):
     )
 
     def raw_conditions(self) -> Any:
-        """The conditions as plain Python values (what ``parse_conditions`` accepts)."""
-        c = self.conditions
-        if isinstance(c, dict):
-            return {k: (v.model_dump() if isinstance(v, BaseModel) else v) for k, v in c.items()}
-        return c
+        """The conditions as given (what ``parse_conditions`` accepts)."""
+        return self.conditions
 
 
 class ConditionInfo(BaseModel):
