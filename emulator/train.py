@@ -103,6 +103,7 @@ class TrainConfig:
     log_every: int = 50  # metrics record and progress update every this many steps
     progress: bool = True  # show a tqdm progress bar
     resume: bool = False  # continue from the newest checkpoint in run_dir when there is one
+    time_limit_s: float = 0.0  # stop (with a final validation and checkpoint) after this much training time; 0: none
 
     def __post_init__(self) -> None:
         self.g_hidden = tuple(int(h) for h in self.g_hidden)
@@ -461,11 +462,13 @@ def train_func(
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t0
 
+    step = start_step
     try:
         for step in range(start_step + 1, cfg.steps + 1):
             stats = gan.step(next_batch)
             ema_update(ema, gen, ema_decay_at(step, cfg.ema_decay))
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            final = step == cfg.steps or (cfg.time_limit_s > 0 and elapsed() >= cfg.time_limit_s)
+            if step % cfg.log_every == 0 or final:
                 last = {"step": step, **stats.as_dict(), "elapsed_s": round(elapsed(), 2)}
                 log.write(json.dumps(last) + "\n")
                 log.flush()
@@ -474,7 +477,7 @@ def train_func(
                 )
                 if report:
                     report(last)
-            if (step % cfg.val_every == 0 or step == cfg.steps) and len(data.val_conditions):
+            if (step % cfg.val_every == 0 or final) and len(data.val_conditions):
                 gen_samples = _generate(ema, domain, data.val_conditions, cfg.seed + 12345, device)
                 score, per = quick_validation_score(
                     domain, domain.observables(gen_samples, data.val_conditions), data.val_observables
@@ -494,7 +497,7 @@ def train_func(
                 pbar.write(f"step {step}: quick-val score {score:.4f} (best {best_score:.4f} at {best_step})")
                 if report:
                     report(rec)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if step % cfg.checkpoint_every == 0 or final:
                 tensors: dict[str, torch.Tensor] = {}
                 for prefix, module in (("generator", gen), ("ema", ema), ("critic", critic)):
                     tensors.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
@@ -509,6 +512,8 @@ def train_func(
                 if checkpoint_hook:
                     checkpoint_hook(path, {"step": step, "best_score": best_score})
             pbar.update(1)
+            if final:
+                break
     finally:
         pbar.close()
         log.close()
@@ -524,7 +529,7 @@ def train_func(
     return {
         "best_score": best_score,
         "best_step": best_step,
-        "steps": cfg.steps,
+        "steps": step,
         "elapsed_s": round(elapsed(), 2),
         "out": cfg.out,
         "run_dir": str(run_dir),

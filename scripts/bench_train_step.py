@@ -1,0 +1,49 @@
+"""Time one WGAN-GP iteration (n_critic critic updates + one generator update) on synthetic data.
+
+Sizes the training recipe: ``python scripts/bench_train_step.py --batch 512 1024 --iters 50``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from emulator.domains import get_domain
+from emulator.models import MLPCritic, MLPCriticConfig, MLPGenerator, MLPGeneratorConfig
+from emulator.sampler import resolve_device
+from emulator.wgan_gp import Batch, GANStep
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--batch", type=int, nargs="+", default=[512, 1024])
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--no-amp", action="store_true")
+    args = ap.parse_args()
+    dev = resolve_device(args.device)
+    dom = get_domain("calo")
+    for features in (True, False):
+        for b in args.batch:
+            torch.manual_seed(0)
+            g = MLPGenerator(MLPGeneratorConfig(507, 1)).to(dev)
+            c = MLPCritic(MLPCriticConfig(507, 1, dom.critic_feature_dim if features else 0)).to(dev)
+            gan = GANStep(g, c, dom, energy_weight=1.0, amp=not args.no_amp)
+            cond = torch.rand(b, 1, device=dev) * 99 + 1
+            batch = Batch(torch.rand(b, 507, device=dev) * 3, cond, dom.condition_features(cond))
+            for _ in range(3):
+                gan.step(lambda batch=batch: batch)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(args.iters):
+                stats = gan.step(lambda batch=batch: batch)
+            stats.as_dict()
+            dt = (time.perf_counter() - t) / args.iters
+            print(f"{dev.type} batch {b:5d} critic_features={features}: {dt * 1e3:.2f} ms/iteration")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Reproduce the shipped calo emulators (models/calo-eplus, calo-gamma, calo-piplus) with one command.
+#
+#   scripts/train_calo.sh                      # all three particles, defaults below
+#   STEPS=30000 BATCH=1024 scripts/train_calo.sh
+#   PARTICLES="pi+" STEPS=2000 scripts/train_calo.sh
+#
+# 1. simulates the training data per particle (N_TRAIN showers, uniform 1-100 GeV, seed per particle)
+#    with the reference simulator on WORKERS processes, one particle after the other;
+# 2. trains the three models at the same time on one GPU (CONCURRENT=0 trains them one by one);
+# 3. each training exports its best EMA generator (by quick validation) to MODELS_DIR/calo-<name>.
+# Logs: RUN_ROOT/logs/<step>-<particle>.log; metrics and loss curves: RUN_ROOT/calo-<name>/.
+# Sized for a 16-core machine with one H100: ~1 min of simulation and TRAIN_MINUTES of training.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+N_TRAIN=${N_TRAIN:-200000}        # training showers per particle
+WORKERS=${WORKERS:-16}            # simulation processes
+STEPS=${STEPS:-100000}            # generator updates per model (upper bound; see TRAIN_SECONDS)
+TRAIN_SECONDS=${TRAIN_SECONDS:-330}  # wall-clock budget per model; 0 = run exactly STEPS (bit-reproducible)
+BATCH=${BATCH:-1024}              # batch size
+ENERGY_WEIGHT=${ENERGY_WEIGHT:-1.0}  # energy-consistency term weight
+VAL_EVERY=${VAL_EVERY:-1000}      # quick validation / best-model export interval
+SEED=${SEED:-1}                   # base seed: data seed is SEED*100+k, training seed is SEED
+PARTICLES=${PARTICLES:-"e+ gamma pi+"}
+CONCURRENT=${CONCURRENT:-1}       # 1: train all particles at once on the one GPU
+DEVICE=${DEVICE:-auto}
+DATA_DIR=${DATA_DIR:-data/calo}
+RUN_ROOT=${RUN_ROOT:-runs}
+MODELS_DIR=${MODELS_DIR:-models}
+EXTRA_TRAIN_ARGS=${EXTRA_TRAIN_ARGS:-}   # e.g. "--set lr_g=2e-4 --set g_hidden=512,512"
+
+mkdir -p "$DATA_DIR" "$RUN_ROOT/logs" "$MODELS_DIR"
+cli() { "$PYTHON" -m pipelines.cli "$@"; }
+model_name() { case "$1" in e+) echo calo-eplus ;; gamma) echo calo-gamma ;; pi+) echo calo-piplus ;; *) echo "unknown particle $1" >&2; exit 2 ;; esac; }
+data_seed() { case "$1" in e+) echo $((SEED * 100 + 1)) ;; gamma) echo $((SEED * 100 + 2)) ;; pi+) echo $((SEED * 100 + 3)) ;; esac; }
+
+echo "[$(date -u +%T)] python: $("$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())')"
+t0=$(date +%s)
+for p in $PARTICLES; do
+    name=$(model_name "$p")
+    data="$DATA_DIR/${name#calo-}-train.h5"
+    if [[ -s "$data" ]]; then
+        echo "[$(date -u +%T)] $data exists, not re-simulating"
+        continue
+    fi
+    echo "[$(date -u +%T)] simulating $N_TRAIN $p showers -> $data"
+    cli simulate calo --particle "$p" --n "$N_TRAIN" --energy 1:100 --seed "$(data_seed "$p")" \
+        --workers "$WORKERS" --out "$data" >"$RUN_ROOT/logs/simulate-$name.log" 2>&1 \
+        || { echo "simulation of $p failed; see $RUN_ROOT/logs/simulate-$name.log" >&2; tail -20 "$RUN_ROOT/logs/simulate-$name.log" >&2; exit 1; }
+    tail -1 "$RUN_ROOT/logs/simulate-$name.log"
+done
+echo "[$(date -u +%T)] simulation done in $(( $(date +%s) - t0 )) s"
+
+train_one() {
+    local p=$1 name data
+    name=$(model_name "$p")
+    data="$DATA_DIR/${name#calo-}-train.h5"
+    # shellcheck disable=SC2086
+    cli train calo --particle "$p" --data "$data" --out "$MODELS_DIR/$name" --run-dir "$RUN_ROOT/$name" \
+        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --seed "$SEED" --device "$DEVICE" \
+        --set val_every="$VAL_EVERY" --set checkpoint_every="$VAL_EVERY" --set time_limit_s="$TRAIN_SECONDS" --set log_every=100 --no-progress \
+        $EXTRA_TRAIN_ARGS >"$RUN_ROOT/logs/train-$name.log" 2>&1
+}
+
+t1=$(date +%s)
+declare -A pids=()
+status=0
+for p in $PARTICLES; do
+    name=$(model_name "$p")
+    echo "[$(date -u +%T)] training $name ($STEPS steps, batch $BATCH) -> $MODELS_DIR/$name, log $RUN_ROOT/logs/train-$name.log"
+    if [[ "$CONCURRENT" == 1 ]]; then
+        train_one "$p" & pids[$name]=$!
+    else
+        train_one "$p" || { echo "training $name failed" >&2; tail -30 "$RUN_ROOT/logs/train-$name.log" >&2; status=1; }
+    fi
+done
+for name in "${!pids[@]}"; do
+    if ! wait "${pids[$name]}"; then
+        echo "training $name failed; last lines of $RUN_ROOT/logs/train-$name.log:" >&2
+        tail -30 "$RUN_ROOT/logs/train-$name.log" >&2
+        status=1
+    fi
+done
+echo "[$(date -u +%T)] training done in $(( $(date +%s) - t1 )) s (total $(( $(date +%s) - t0 )) s)"
+for p in $PARTICLES; do
+    name=$(model_name "$p")
+    tail -1 "$RUN_ROOT/logs/train-$name.log" || true
+done
+exit $status
