@@ -27,6 +27,7 @@ from tqdm import tqdm
 from physics_data.calo.io import FORMATS, ShowerFileWriter
 from physics_data.calo.simulate import PARTICLES, SIMULATOR_VERSION, EnergySpec, parse_energy, simulate_chunk
 from pipelines.cli import CLIError
+from pipelines.simulate_cosmo import add_parser as _add_cosmo
 
 __all__ = ["DOMAINS", "add_parser", "ordered_map"]
 
@@ -232,7 +233,7 @@ def run_calo(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- registration
 
-DOMAINS: dict[str, Callable[[argparse._SubParsersAction], None]] = {"calo": _add_calo}
+DOMAINS: dict[str, Callable[[argparse._SubParsersAction], None]] = {"calo": _add_calo, "cosmo": _add_cosmo}
 """Domain name -> function that registers ``emulator simulate <name>``."""
 
 

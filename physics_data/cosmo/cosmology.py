@@ -315,14 +315,25 @@ def _camb_amplitude(cosmo: Cosmology) -> float:
     return a_s * (cosmo.sigma8 / float(results.get_sigma8_0())) ** 2
 
 
+def _camb_power(results, z: float) -> tuple[np.ndarray, np.ndarray]:  # results: camb.CAMBdata
+    kh, zs, pk = results.get_matter_power_spectrum(minkh=1e-4, maxkh=_CAMB_KMAX, npoints=800)
+    row = int(np.argmin(np.abs(np.asarray(zs) - z)))  # CAMB re-sorts redshifts
+    return np.asarray(kh), np.asarray(pk[row])
+
+
 @lru_cache(maxsize=64)
 def _camb_table(cosmo: Cosmology, z: float, nonlinear: bool) -> _LogLogTable:
     import camb
 
-    results = camb.get_results(_camb_params(cosmo, _camb_amplitude(cosmo), [z], nonlinear))
-    kh, zs, pk = results.get_matter_power_spectrum(minkh=1e-4, maxkh=_CAMB_KMAX, npoints=800)
-    row = int(np.argmin(np.abs(np.asarray(zs) - z)))  # CAMB re-sorts redshifts
-    return _LogLogTable(np.asarray(kh), np.asarray(pk[row]))
+    if nonlinear:  # halofit is not linear in A_s: rerun at the sigma8-matched amplitude
+        results = camb.get_results(_camb_params(cosmo, _camb_amplitude(cosmo), [z], nonlinear=True))
+        return _LogLogTable(*_camb_power(results, z))
+    # linear P is proportional to A_s: one CAMB run at z = 0, rescaled to sigma8
+    if z != 0.0:
+        raise ValueError("the CAMB linear table is tabulated at z = 0; scale it with growth_factor")
+    results = camb.get_results(_camb_params(cosmo, 2.1e-9, [0.0], nonlinear=False))
+    kh, pk = _camb_power(results, 0.0)
+    return _LogLogTable(kh, pk * (cosmo.sigma8 / float(results.get_sigma8_0())) ** 2)
 
 
 @lru_cache(maxsize=64)
