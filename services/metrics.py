@@ -61,10 +61,23 @@ class Metrics:
 
 
 def _route_label(scope: Scope) -> str:
-    """The matched route template (``/v1/models/{name}/samples``), never the raw path (bounded labels)."""
+    """The matched route template (``/v1/models/{name}/samples``), never the raw path (bounded labels).
+
+    Routers included under a prefix keep their own path on the route object, so the static
+    prefix is recovered from the request path: the shortest leading part after which the
+    route's pattern matches the rest.
+    """
     route = scope.get("route")
-    path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    template = getattr(route, "path", None)
+    regex = getattr(route, "path_regex", None)
+    if not template:
+        return "unmatched"
+    path = str(scope.get("path", ""))
+    if regex is not None and not regex.match(path):
+        for i, char in enumerate(path):
+            if char == "/" and i and regex.match(path[i:]):
+                return path[:i] + str(template)
+    return str(template)
 
 
 class MetricsMiddleware:
