@@ -29,8 +29,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app serving the models found on ``settings.models_path`` (default: shipped models)."""
     settings = settings or Settings()
 
+    def new_executor() -> concurrent.futures.ThreadPoolExecutor:
+        # One worker thread per generation slot, plus one for a generation still finishing after a disconnect.
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.max_concurrent + 1, thread_name_prefix="generate"
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A fresh pool per server run: an app object may be started and stopped several times (tests).
+        app.state.executor = new_executor()
         yield
         app.state.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -46,10 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = ConcurrencyLimiter(
         settings.max_concurrent, settings.queue_size, settings.queue_timeout_s, settings.retry_after_s
     )
-    # One worker thread per generation slot, plus one for a generation still finishing after a disconnect.
-    app.state.executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=settings.max_concurrent + 1, thread_name_prefix="generate"
-    )
+    app.state.executor = new_executor()  # also usable by servers that skip the lifespan protocol
     app.state.metrics = Metrics()
     app.state.metrics.bind_limiter(lambda: app.state.limiter.active, lambda: app.state.limiter.waiting)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

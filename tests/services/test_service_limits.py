@@ -35,7 +35,7 @@ def test_wait_times_out():
     async def scenario() -> None:
         lim = ConcurrencyLimiter(max_concurrent=1, queue_size=4, timeout_s=0.05)
         held = await lim.acquire()
-        with pytest.raises(Overloaded, match="no generation slot freed within 0.05 s"):
+        with pytest.raises(Overloaded, match=r"no generation slot freed within 0\.05 s"):
             await lim.acquire()
         assert (lim.active, lim.waiting) == (1, 0)
         held.release()

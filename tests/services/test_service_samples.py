@@ -46,7 +46,7 @@ def test_float16(client, reference):
     r = client.post(URL, json={"n": 500, "conditions": {"energy": 50}, "seed": 3, "dtype": "float16"})
     a = load_npy(r.content)
     assert a.dtype == np.float16 and a.shape == (500, 508)
-    cond, samples = reference(500, {"energy": 50}, 3)
+    _, samples = reference(500, {"energy": 50}, 3)
     np.testing.assert_array_equal(a[:, 1:], samples.astype(np.float16))
     np.testing.assert_array_equal(a[:, 0], np.float16(50))
 
