@@ -10,6 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
+from physics_data.cosmo.cosmology import BACKENDS
 from physics_data.cosmo.io import FieldFileWriter
 from physics_data.cosmo.simulate import (
     PARAM_NAMES,
@@ -129,6 +130,12 @@ def add_parser(domains: argparse._SubParsersAction) -> None:
         help="particles per side (64; 128 = 8x the cost)",
     )
     parser.add_argument("--steps", type=_positive_int, default=10, help="kick-drift-kick steps (10)")
+    parser.add_argument(
+        "--linear-power",
+        choices=BACKENDS,
+        default="auto",
+        help="linear P(k) source: auto (CAMB if installed, else Eisenstein & Hu), camb, eh",
+    )
     parser.add_argument("--save-3d", action="store_true", help="also store density_3d (n_sims, G, G, G)")
     parser.add_argument(
         "--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda:0"
@@ -155,7 +162,7 @@ def run_cosmo(args: argparse.Namespace) -> int:
     options = dict(
         box_size=args.box_size, redshift=args.redshift, grid=args.grid, seed=args.seed,
         slices_per_sim=args.slices_per_sim, slice_thickness=args.slice_thickness,
-        n_particles=args.particles, n_steps=args.steps,
+        n_particles=args.particles, n_steps=args.steps, power_backend=args.linear_power,
     )  # fmt: skip
     attrs = simulation_attrs(args.omega_m, args.sigma8, n_sims=args.n_sims, **options)
     t0 = time.perf_counter()

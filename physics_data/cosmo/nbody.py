@@ -17,8 +17,8 @@ deliberately *not* deconvolved by the CIC window (it blows up for particles on m
 Particles are stored as float32 displacements from their Lagrangian lattice site, so periodic
 wrapping only happens in grid index arithmetic (integers), never by float ``remainder``.
 The white noise is drawn on the CPU from ``seed``, so a seed gives the same initial field on any
-device; a run is bit-reproducible on the same device (CUDA scatter-adds use torch's deterministic
-implementation).
+device; a run is bit-reproducible on the same device (CPU painting uses a serial bincount, CUDA
+painting torch's deterministic sort-based accumulate).
 """
 
 from __future__ import annotations
@@ -151,9 +151,13 @@ def _cic_stencil(grid_coords: torch.Tensor, n: int) -> tuple[torch.Tensor, torch
 
 
 def _paint_stencil(idx: torch.Tensor, wts: torch.Tensor, n: int, n_particles: int) -> torch.Tensor:
-    mesh = torch.zeros(n**3, dtype=wts.dtype, device=wts.device)
-    with _deterministic(wts.device):
-        mesh.index_put_((idx,), wts, accumulate=True)
+    if wts.device.type == "cpu":
+        # bincount sums serially in index order: bit-reproducible whatever the thread count
+        mesh = torch.bincount(idx, weights=wts, minlength=n**3).to(wts.dtype)
+    else:
+        mesh = torch.zeros(n**3, dtype=wts.dtype, device=wts.device)
+        with _deterministic(wts.device):
+            mesh.index_put_((idx,), wts, accumulate=True)
     return (mesh * (n**3 / n_particles)).view(n, n, n)
 
 
