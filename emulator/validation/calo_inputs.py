@@ -1,0 +1,100 @@
+"""The calorimeter adapter: CaloGAN showers -> the validator's ``SampleSet``.
+
+This is the only module of the package that knows about calorimeters. It fixes:
+
+* condition: incident energy in GeV, 10 *linear* bins over 1-100 GeV (the reference
+  energies are uniform, so every bin has the same population), log10 E_inc as the
+  classifier/FPD condition feature (as CaloChallenge);
+* low-level vector: the 504 cell energies and the 3 overflow values divided by the
+  incident energy in the same unit (MeV/MeV), the CaloChallenge ``voxels / E_inc``;
+* observables: ``physics_data.calo.observables.compute_observables`` (the 20 CaloGAN
+  features plus the response E_tot/E_inc); layer energies and ``lateral_depth`` enter
+  the high-level vector as log10;
+* mean shower images: the mean cell energy (MeV) of each layer on its physical extent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from emulator.validation.samples import ImagePanel, SampleSet, ValidationSpec
+from physics_data.calo.geometry import HALF_WINDOW_MM, LAYERS, from_flat
+from physics_data.calo.io import count_showers, read_attrs, read_showers
+from physics_data.calo.observables import compute_observables
+from physics_data.calo.showers import Showers
+
+__all__ = ["CALO_LOG_OBSERVABLES", "calo_spec", "load_calo_file", "mean_layer_images", "showers_to_sampleset"]
+
+CALO_LOG_OBSERVABLES = frozenset({"E_0", "E_1", "E_2", "E_tot", "lateral_depth"})
+"""Observables spanning decades over 1-100 GeV: log10 in features, log x axes in plots."""
+
+_LABELS = {
+    **{f"E_{d}": f"$E_{d}$ [MeV]" for d in range(3)},
+    "E_tot": "$E_{tot}$ [MeV]",
+    **{f"f_{d}": f"$f_{d} = E_{d}/E_{{tot}}$" for d in range(3)},
+    "depth": "deepest layer with energy",
+    **{f"E_ratio_{d}": f"$E_{{ratio,{d}}}$ (two hottest cells)" for d in range(3)},
+    "lateral_depth": "lateral depth $E_1 + 2E_2$ [MeV]",
+    **{f"sigma_{d}": f"$\\sigma_{d}$ lateral width [mm]" for d in range(3)},
+    "shower_depth": "shower depth (layers)",
+    **{f"sparsity_{d}": f"sparsity$_{d}$ (fraction of cells > 0)" for d in range(3)},
+    "shower_depth_width": "shower depth width (layers)",
+    "response": "response $E_{tot}/E_{inc}$",
+}
+
+
+def calo_spec(particle: str = "") -> ValidationSpec:
+    """The calorimeter ``ValidationSpec`` (energy 1-100 GeV, response ``E_tot/E_inc``)."""
+    return ValidationSpec(
+        domain="calo",
+        condition_names=("energy",),
+        condition_units=("GeV",),
+        condition_range=(1.0, 100.0),
+        condition_binning="linear",
+        log_conditions=True,
+        response="response",
+        log_observables=CALO_LOG_OBSERVABLES,
+        observable_labels=dict(_LABELS),
+        low_level_description="504 cell energies then 3 overflow energies, each / E_inc (MeV/MeV)",
+        particle=particle,
+    )
+
+
+def mean_layer_images(cells_sum: np.ndarray, n: int) -> list[ImagePanel]:
+    """Mean image per layer from the (504,) sum of cell energies over ``n`` showers."""
+    layers = from_flat(np.asarray(cells_sum, dtype=np.float64)[None, :] / max(n, 1))
+    w = HALF_WINDOW_MM
+    return [
+        ImagePanel(
+            title=f"layer {layer.index} ({layer.shape[0]}x{layer.shape[1]} cells of {layer.cell_mm[0]:g}x{layer.cell_mm[1]:g} mm)",
+            image=img[0],
+            unit="mean energy per cell [MeV]",
+            extent=(-w, w, -w, w),
+            axis_labels=("axis 1 [mm]", "axis 0 [mm]"),
+        )
+        for layer, img in zip(LAYERS, layers, strict=True)
+    ]
+
+
+def showers_to_sampleset(showers: Showers) -> SampleSet:
+    """The validator's view of ``showers``: energies, cells/E_inc, observables, mean images."""
+    e_mev = 1000.0 * showers.energy.astype(np.float64)
+    if np.any(e_mev <= 0):
+        raise ValueError("incident energies must be positive to normalise cells by them")
+    low = np.concatenate([showers.cells, showers.overflow], axis=1).astype(np.float32)
+    low /= e_mev[:, None].astype(np.float32)
+    return SampleSet(
+        conditions=showers.energy.astype(np.float64)[:, None],
+        low_level=low,
+        observables=compute_observables(showers.cells, showers.energy),
+        images=mean_layer_images(showers.cells.sum(axis=0, dtype=np.float64), len(showers)),
+    )
+
+
+def load_calo_file(path: str | Path, max_samples: int | None = None) -> tuple[Showers, dict]:
+    """The first ``max_samples`` showers (all if None or more than the file holds) and the file attributes."""
+    total = count_showers(path)
+    n = total if max_samples is None else min(max_samples, total)
+    return read_showers(path, n=n), read_attrs(path)

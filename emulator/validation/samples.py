@@ -1,0 +1,129 @@
+"""What the validator needs from a domain: arrays and dicts, no domain code.
+
+The validator never imports a simulator, a file format or a model. A domain adapter (the
+calo one is :mod:`emulator.validation.calo_inputs`) turns its samples into a
+:class:`SampleSet` and describes the condition axis and plotting conventions once in a
+:class:`ValidationSpec`. A new domain plugs in by writing such an adapter; nothing here
+changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["ImagePanel", "SampleSet", "ValidationSpec"]
+
+
+@dataclass(frozen=True)
+class ImagePanel:
+    """One 2D panel of a "mean sample image" plot (a calorimeter layer, a density map).
+
+    Attributes:
+        title: panel title, e.g. ``"layer 0 (3x96)"``.
+        image: (rows, cols) mean value per pixel.
+        unit: unit of ``image`` for the colour bar, e.g. ``"MeV"``.
+        extent: (x_min, x_max, y_min, y_max) in physical units for ``imshow`` (or None for pixels).
+        axis_labels: (x label, y label).
+    """
+
+    title: str
+    image: np.ndarray
+    unit: str
+    extent: tuple[float, float, float, float] | None = None
+    axis_labels: tuple[str, str] = ("", "")
+
+
+@dataclass
+class SampleSet:
+    """One sample (generated or reference) in the validator's terms.
+
+    Attributes:
+        conditions: (N, k) physical condition values (calo: incident energy in GeV, k = 1).
+        low_level: (N, D) the full per-sample vector in the domain's comparison
+            normalisation (calo: cell and overflow energies divided by the incident energy).
+            Used by the sliced Wasserstein distance and the low-level classifier.
+        observables: ``{name: (N,) array}`` physics statistics per sample (calo: the CaloGAN
+            shower-shape features plus the response E_tot/E_inc).
+        images: optional mean-image panels, computed by the domain over the whole sample.
+    """
+
+    conditions: np.ndarray
+    low_level: np.ndarray
+    observables: dict[str, np.ndarray]
+    images: list[ImagePanel] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.conditions = np.asarray(self.conditions, dtype=np.float64)
+        if self.conditions.ndim == 1:
+            self.conditions = self.conditions[:, None]
+        n = self.conditions.shape[0]
+        self.low_level = np.asarray(self.low_level)
+        if self.low_level.ndim != 2 or self.low_level.shape[0] != n:
+            raise ValueError(f"low_level must be (N={n}, D), got {self.low_level.shape}")
+        for name, values in self.observables.items():
+            if np.shape(values) != (n,):
+                raise ValueError(f"observable {name!r} must have shape ({n},), got {np.shape(values)}")
+        if not self.observables:
+            raise ValueError("a SampleSet needs at least one observable")
+
+    def __len__(self) -> int:
+        return int(self.conditions.shape[0])
+
+    def subset(self, idx: np.ndarray) -> SampleSet:
+        """The samples at ``idx`` (images are kept: they describe the whole sample)."""
+        return SampleSet(
+            self.conditions[idx],
+            self.low_level[idx],
+            {k: np.asarray(v)[idx] for k, v in self.observables.items()},
+            list(self.images),
+        )
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """How a domain wants its samples compared; everything else is generic.
+
+    Attributes:
+        domain: domain name for the report, e.g. ``"calo"``.
+        condition_names: names of the k conditions, e.g. ``("energy",)``.
+        condition_units: their units, e.g. ``("GeV",)``.
+        binned_condition: index of the condition used for the conditioning checks.
+        condition_range: (low, high) of the binned condition; the 10 bins span it.
+        condition_binning: ``"linear"`` or ``"log"`` spacing of the condition bins.
+        log_conditions: condition features enter the classifier and FPD/KPD as log10.
+        response: name of the observable checked as "response" (mean and relative spread
+            per condition bin), or None for domains without one.
+        log_observables: observables that span decades (energies): log10(x + tiny) in the
+            high-level feature vector and logarithmic x axes in the report.
+        observable_labels: optional pretty labels with units for plots.
+        low_level_description: what ``SampleSet.low_level`` holds, for the report.
+        particle: free-text label of the sample (calo: ``"e+"``), for the report.
+    """
+
+    domain: str
+    condition_names: tuple[str, ...]
+    condition_units: tuple[str, ...]
+    condition_range: tuple[float, float]
+    binned_condition: int = 0
+    condition_binning: str = "linear"
+    log_conditions: bool = False
+    response: str | None = None
+    log_observables: frozenset[str] = frozenset()
+    observable_labels: dict[str, str] = field(default_factory=dict)
+    low_level_description: str = ""
+    particle: str = ""
+
+    def __post_init__(self) -> None:
+        if self.condition_binning not in ("linear", "log"):
+            raise ValueError(f"condition_binning must be 'linear' or 'log', got {self.condition_binning!r}")
+        lo, hi = self.condition_range
+        if not hi > lo or (self.condition_binning == "log" and lo <= 0):
+            raise ValueError(
+                f"invalid condition_range {self.condition_range} for {self.condition_binning} bins"
+            )
+
+    def label(self, name: str) -> str:
+        """Plot label of observable ``name``."""
+        return self.observable_labels.get(name, name)
