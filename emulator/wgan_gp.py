@@ -24,6 +24,7 @@ is always computed in float32.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -110,7 +111,15 @@ def energy_consistency(
 
 
 class GANStep:
-    """Owns the generator, critic and their Adam optimizers; ``step(next_batch)`` does one WGAN-GP iteration."""
+    """Owns the generator, critic and their Adam optimizers; ``step(next_batch)`` does one WGAN-GP iteration.
+
+    With ``cuda_graph=True`` (CUDA only) the whole iteration — batch sampling, the critic
+    updates with their double backward, the generator update and both Adam steps — is
+    captured once into a CUDA graph and replayed, removing the Python and kernel-launch
+    overhead that otherwise dominates for networks this small. ``next_batch`` must then
+    draw its indices on the device (it is captured too), and the first call runs three
+    eager warm-up iterations before capturing.
+    """
 
     def __init__(
         self,
@@ -127,43 +136,59 @@ class GANStep:
         n_energy_bins: int = 10,
         use_critic_features: bool = True,
         amp: bool = True,
+        cuda_graph: bool = False,
     ) -> None:
         self.generator, self.critic, self.domain = generator, critic, domain
-        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(critic.parameters(), lr=lr_d, betas=betas)
+        self.device = next(generator.parameters()).device
+        self.cuda_graph = cuda_graph and self.device.type == "cuda"
+        # capturable Adam keeps its step counter on the GPU so the update can live in a CUDA graph
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas, capturable=self.cuda_graph)
+        self.opt_d = torch.optim.Adam(critic.parameters(), lr=lr_d, betas=betas, capturable=self.cuda_graph)
         self.n_critic, self.gp_lambda = n_critic, gp_lambda
         self.energy_weight, self.n_energy_bins = energy_weight, n_energy_bins
         self.use_features = use_critic_features and getattr(critic.config, "feature_dim", 0) > 0
         if energy_weight > 0 and not hasattr(domain, "energy_response"):
             raise ValueError(f"energy_weight > 0 but domain {domain.name!r} defines no energy_response")
         self.latent_dim = int(generator.config.latent_dim)
-        self.device = next(generator.parameters()).device
         self.amp = amp and self.device.type == "cuda"
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_out: torch.Tensor | None = None
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+        # no autocast weight cache: cached casts would go stale between CUDA-graph replays
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if self.amp else nullcontext()
 
-    def critic_score(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """D(x | conditions), feeding the domain's physics summaries when enabled."""
-        feats = self.domain.critic_features(x, batch.conditions) if self.use_features else None
-        return self.critic(x, batch.features, feats).float()
+    def critic_score(self, x: torch.Tensor, conditions: torch.Tensor, cond_features: torch.Tensor) -> torch.Tensor:
+        """D(x | conditions), feeding the domain's physics summaries (computed in float32) when enabled."""
+        feats = None
+        if self.use_features:
+            with torch.autocast(self.device.type, enabled=False) if self.amp else nullcontext():
+                feats = self.domain.critic_features(x.float(), conditions)
+        return self.critic(x, cond_features, feats).float()
 
     def _fake(self, batch: Batch) -> torch.Tensor:
         z = torch.randn(batch.x.shape[0], self.latent_dim, device=self.device)
         return self.generator(z, batch.features)
 
-    def step(self, next_batch: Callable[[], Batch]) -> StepStats:
-        """``n_critic`` critic updates then one generator update; ``next_batch()`` yields real batches."""
+    def _iteration(self, next_batch: Callable[[], Batch]) -> torch.Tensor:
+        """The eager iteration; returns the (5,) stats tensor (see ``STAT_NAMES``)."""
         self.generator.train()
         self.critic.train()
         for _ in range(self.n_critic):
             batch = next_batch()
+            b = batch.x.shape[0]
             with torch.no_grad(), self._autocast():
                 fake = self._fake(batch).float()
-            with self._autocast():
-                d_real = self.critic_score(batch.x, batch).mean()
-                d_fake = self.critic_score(fake, batch).mean()
-            gp = gradient_penalty(lambda x, b=batch: self.critic_score(x, b), batch.x, fake, self.gp_lambda)
+            with self._autocast():  # real and fake in one pass: half the kernel launches
+                scores = self.critic_score(
+                    torch.cat([batch.x, fake]),
+                    torch.cat([batch.conditions, batch.conditions]),
+                    torch.cat([batch.features, batch.features]),
+                )
+            d_real, d_fake = scores[:b].mean(), scores[b:].mean()
+            gp = gradient_penalty(
+                lambda x, bt=batch: self.critic_score(x, bt.conditions, bt.features), batch.x, fake, self.gp_lambda
+            )
             loss_d = d_fake - d_real + gp
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -173,7 +198,7 @@ class GANStep:
         self.critic.requires_grad_(False)
         with self._autocast():
             fake = self._fake(batch).float()
-            loss_g = -self.critic_score(fake, batch).mean()
+            loss_g = -self.critic_score(fake, batch.conditions, batch.features).mean()
         energy = torch.zeros((), device=self.device)
         if self.energy_weight > 0:
             energy = energy_consistency(
@@ -188,6 +213,27 @@ class GANStep:
         self.opt_g.step()
         self.critic.requires_grad_(True)
         w = (d_real - d_fake).detach()
-        return StepStats(
-            torch.stack([loss_d.detach(), loss_g.detach(), w, gp.detach(), energy.detach()]).float()
-        )
+        return torch.stack([loss_d.detach(), loss_g.detach(), w, gp.detach(), energy.detach()]).float()
+
+    def step(self, next_batch: Callable[[], Batch]) -> StepStats:
+        """``n_critic`` critic updates then one generator update; ``next_batch()`` yields real batches."""
+        if not self.cuda_graph:
+            return StepStats(self._iteration(next_batch))
+        if self._graph is None:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up allocates optimizer state and autograd buffers
+                for _ in range(3):
+                    self._iteration(next_batch)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    self._graph_out = self._iteration(next_batch)
+            except RuntimeError as exc:  # an op that cannot be captured: stay correct, just slower
+                warnings.warn(f"CUDA graph capture failed ({exc}); training eagerly", RuntimeWarning, stacklevel=2)
+                self.cuda_graph = False
+                return StepStats(self._iteration(next_batch))
+            self._graph = graph
+        self._graph.replay()
+        return StepStats(self._graph_out.clone())

@@ -75,14 +75,25 @@ class CaloWriter:
         )
 
 
-def _layer_geometry() -> list[tuple[slice, tuple[int, int], torch.Tensor, torch.Tensor]]:
-    """Per layer: slice, grid shape, and cell centres along axis 0 and 1 in units of 240 mm."""
-    out = []
-    for sl, layer in zip(layer_slices(), LAYERS, strict=True):
-        c0 = torch.tensor(layer.centres_mm(0) / 240.0, dtype=torch.float32)
-        c1 = torch.tensor(layer.centres_mm(1) / 240.0, dtype=torch.float32)
-        out.append((sl, layer.shape, c0, c1))
-    return out
+def _summary_matrices() -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear maps from the 507 values to shower summaries, so ``critic_features`` is two matmuls.
+
+    ``M`` (507, 16): columns 0-2 layer energies; 3-14 per layer and axis (0, 1) the first and
+    second moments sum(c e), sum(c^2 e) with c the cell centre in units of 240 mm; 15 the
+    overflow sum. ``L`` (507, 3): 1 / n_cells on the cells of each layer (mean over a layer).
+    """
+    m = torch.zeros(N_CELLS + N_LAYERS, 16, dtype=torch.float64)
+    lmean = torch.zeros(N_CELLS + N_LAYERS, N_LAYERS, dtype=torch.float64)
+    for i, (sl, layer) in enumerate(zip(layer_slices(), LAYERS, strict=True)):
+        m[sl, i] = 1.0
+        lmean[sl, i] = 1.0 / layer.n_cells
+        grids = np.meshgrid(layer.centres_mm(0) / 240.0, layer.centres_mm(1) / 240.0, indexing="ij")
+        for a, grid in enumerate(grids):
+            c = torch.from_numpy(grid.reshape(-1))
+            m[sl, 3 + 4 * i + 2 * a] = c
+            m[sl, 3 + 4 * i + 2 * a + 1] = c * c
+    m[N_CELLS:, 15] = 1.0
+    return m.float(), lmean.float()
 
 
 class CaloDomain:
@@ -112,15 +123,13 @@ class CaloDomain:
     critic_feature_dim = 24
 
     def __init__(self) -> None:
-        self._geometry: dict[str, list] = {}
+        self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _geometry_on(self, device: torch.device) -> list:
+    def _matrices_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = str(device)
-        if key not in self._geometry:
-            self._geometry[key] = [
-                (sl, sh, c0.to(device), c1.to(device)) for sl, sh, c0, c1 in _layer_geometry()
-            ]
-        return self._geometry[key]
+        if key not in self._matrices:
+            self._matrices[key] = tuple(t.to(device) for t in _summary_matrices())
+        return self._matrices[key]
 
     # -- transforms ---------------------------------------------------------------------------
     @staticmethod
@@ -154,36 +163,25 @@ class CaloDomain:
         (units of 240 mm); per layer a soft count of lit cells. These are the quantities the
         CaloGAN/FastCaloGAN critics get as global inputs and that validation histograms.
         """
-        frac = torch.expm1(x.float().clamp(0.0, X_MAX)) * SCALE  # fractions of E_inc
-        b = frac.shape[0]
-        eps = 1e-8
-        layer_e, centres, soft_lit = [], [], []
-        for sl, shape, c0, c1 in self._geometry_on(frac.device):
-            img = frac[:, sl].reshape(b, *shape)
-            e = img.sum(dim=(1, 2))
-            layer_e.append(e)
-            den = e + eps
-            for axis_sum, c in ((2, c0), (1, c1)):
-                prof = img.sum(dim=axis_sum)
-                mean = prof @ c / den
-                var = (prof @ (c * c) / den - mean * mean).clamp_min(0.0)
-                centres += [mean, torch.sqrt(var + 1e-4)]
-            soft_lit.append((1.0 - torch.exp(-x[:, sl].float().clamp_min(0.0) / _SOFT_ZERO)).mean(dim=1))
-        e_layers = torch.stack(layer_e, dim=1)  # (B, 3)
-        e_tot = e_layers.sum(dim=1)
-        f = e_layers / (e_tot[:, None] + eps)
-        overflow = frac[:, N_CELLS:].sum(dim=1)
-        depth = (f[:, 1] + 2.0 * f[:, 2]) * 0.5
-        feats = [
-            e_tot[:, None],
-            torch.log10(e_layers + 1e-6) / 3.0,
-            f,
-            (torch.log10(overflow + 1e-6) / 3.0)[:, None],
-            depth[:, None],
-            torch.stack(centres, dim=1),
-            torch.stack(soft_lit, dim=1),
-        ]
-        return torch.cat(feats, dim=1)
+        m, lmean = self._matrices_on(x.device)
+        xf = x.float().reshape(x.shape[0], -1)
+        frac = torch.expm1(xf.clamp(0.0, X_MAX)) * SCALE  # fractions of E_inc
+        lin = frac @ m  # (B, 16)
+        e_layers = lin[:, :3]
+        moments = lin[:, 3:15].reshape(-1, 3, 2, 2)  # layer, axis, (first, second)
+        den = e_layers[:, :, None] + 1e-8
+        mean = moments[..., 0] / den
+        width = torch.sqrt((moments[..., 1] / den - mean * mean).clamp_min(0.0) + 1e-4)
+        centres = torch.stack([mean, width], dim=3).reshape(-1, 12)  # per layer, axis: mean, width
+        e_tot = e_layers.sum(dim=1, keepdim=True)
+        f = e_layers / (e_tot + 1e-8)
+        soft_lit = (1.0 - torch.exp(-xf.clamp_min(0.0) / _SOFT_ZERO)) @ lmean
+        depth = (f[:, 1:2] + 2.0 * f[:, 2:3]) * 0.5
+        overflow = lin[:, 15:16]
+        return torch.cat(
+            [e_tot, torch.log10(e_layers + 1e-6) / 3.0, f, torch.log10(overflow + 1e-6) / 3.0, depth, centres, soft_lit],
+            dim=1,
+        )
 
     # -- physics and files --------------------------------------------------------------------
     def observables(self, samples: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
