@@ -72,13 +72,22 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode()
 
 
+def _layout(job: SampleJob) -> str:
+    """One line for the X-Emulator-Layout header: how to find conditions and samples in this body."""
+    if job.fmt == "npy":
+        return npy_columns(job.sampler.domain)
+    if job.fmt == "hdf5":
+        return f"hdf5 file, {job.file_format} layout (conditions and samples as datasets)"
+    return "json: conditions [n][k], samples [n][D] (flattened sample_shape)"
+
+
 def _headers(job: SampleJob, extension: str) -> dict[str, str]:
     domain = job.sampler.domain
     headers = {
         "X-Emulator-Model": job.model,
         "X-Emulator-Seed": str(job.seed),
         "X-Emulator-N": str(job.n),
-        "X-Emulator-Layout": _ascii(npy_columns(domain) if job.fmt == "npy" else job.fmt),
+        "X-Emulator-Layout": _ascii(_layout(job)),
         "X-Emulator-Conditions": ",".join(c.name for c in domain.conditions),
         "Content-Disposition": f'attachment; filename="{job.model}_seed{job.seed}_n{job.n}.{extension}"',
     }

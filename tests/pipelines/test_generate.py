@@ -223,3 +223,46 @@ def test_condition_options_come_from_the_domains():
     assert options["energy"][0] == "--energy"
     assert "GeV" in options["energy"][1]
     assert os.path.basename(gen.shard_path(Path("/d/out.h5"), 3)) == "shard-00003.h5"
+
+
+def test_ray_backend_runs_shards_as_ray_tasks(models_dir, tmp_path, monkeypatch):
+    """The Ray path with a minimal in-process stand-in for ``ray`` (Ray itself is an optional extra)."""
+    import importlib.machinery
+    import sys
+    import types
+
+    calls: dict[str, list] = {"remote": [], "init": []}
+    fake = types.ModuleType("ray")
+    fake.__spec__ = importlib.machinery.ModuleSpec("ray", None)
+    fake.is_initialized = lambda: bool(calls["init"])
+    fake.init = lambda **kw: calls["init"].append(kw)
+    fake.cluster_resources = lambda: {"CPU": 2.0}
+
+    def remote(**options):
+        def wrap(fn):
+            def submit(*args):
+                calls["remote"].append((options, args[1]))
+                return fn(*args)  # run eagerly; the "object ref" is the result
+
+            return types.SimpleNamespace(remote=submit)
+
+        return wrap
+
+    fake.remote = remote
+    fake.wait = lambda refs, num_returns=1: (refs[:num_returns], refs[num_returns:])
+    fake.get = lambda ref: ref
+    monkeypatch.setitem(sys.modules, "ray", fake)
+
+    import torch
+
+    out = tmp_path / "ray.h5"
+    threads = torch.get_num_threads()
+    try:  # the stand-in runs tasks in this process, and tasks set their torch thread count
+        assert run_generate(models_dir, out, 17_000, "--shard-size", "8192", "--workers", "2", "--backend", "ray") == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(k for _, k in calls["remote"]) == [0, 1, 2]
+    assert all(opts == {"num_cpus": 1} for opts, _ in calls["remote"])
+    single = tmp_path / "single.h5"
+    assert run_generate(models_dir, single, 17_000, "--shard-size", "8192") == 0
+    assert all_datasets(out) == all_datasets(single)
