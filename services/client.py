@@ -11,21 +11,23 @@ same seed. ``samples`` reads the stream directly into one preallocated array (no
 copies) and returns views of it; ``samples_to_hdf5`` writes the domain's file format block by
 block while the response streams, atomically (the file appears only when complete).
 
-HTTP library, chosen by measurement (2-core development machine, loopback, an 852 MB body from a
-separate uvicorn+httptools+uvloop process, received into a fresh ``numpy.empty`` buffer, best of 3;
-``benchmarks/bench_service.py --transport`` repeats it):
+HTTP library, chosen by measurement: loopback, an 852 MB body from a separate uvicorn
+(httptools + uvloop) process, received into a fresh ``numpy.empty`` buffer, best of 3, on the
+2-core development machine (``benchmarks/bench_service.py --transport`` repeats it):
 
-=====================================================  ============
-stdlib ``http.client`` ``readinto`` (straight into the array)   1.42 GB/s
-urllib3 2.8 ``read(4 MiB)`` + copy into the array                0.99 GB/s
-httpx 0.28 ``iter_raw(4 MiB)`` + copy                             0.17 GB/s
-curl to /dev/null (reference)                                     1.44 GB/s
-=====================================================  ============
+================================================  =========  =========
+client                                            run 1      run 2
+================================================  =========  =========
+stdlib ``http.client``, ``readinto`` the array    1.42 GB/s  1.47 GB/s
+urllib3 2.8, ``read(4 MiB)`` + copy               0.99 GB/s  1.12 GB/s
+httpx 0.28, ``iter_raw(4 MiB)`` + copy            0.17 GB/s  0.35 GB/s
+curl to /dev/null (reference)                     1.44 GB/s  1.81 GB/s
+================================================  =========  =========
 
 So the client uses the standard library's ``http.client`` and reads the body with ``readinto``
-straight into the result array: as fast as curl, no copy, no extra dependency. (Writing into
-freshly allocated memory costs page faults; into a pre-touched buffer the same loop reaches
-1.8 GB/s.) One shower is 2032 bytes as float32 npy, so 1.4 GB/s is about 40M showers/min,
+straight into the result array: about as fast as curl, no extra copy, no extra dependency. Most
+of the remaining gap is page faults on the fresh array (into a pre-touched buffer the same loop
+reaches 1.8 GB/s). One float32 shower row is 2032 bytes, so 1.4 GB/s is about 40M showers/min,
 far above what a CPU generator produces.
 """
 
