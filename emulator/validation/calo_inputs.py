@@ -56,6 +56,7 @@ def calo_spec(particle: str = "") -> ValidationSpec:
         log_conditions=True,
         response="response",
         log_observables=CALO_LOG_OBSERVABLES,
+        plot_log_x=CALO_LOG_OBSERVABLES | {"sigma_0", "sigma_1", "sigma_2"},
         observable_labels=dict(_LABELS),
         low_level_description="504 cell energies then 3 overflow energies, each / E_inc (MeV/MeV)",
         particle=particle,

@@ -97,6 +97,8 @@ class ValidationSpec:
             per condition bin), or None for domains without one.
         log_observables: observables that span decades (energies): log10(x + tiny) in the
             high-level feature vector and logarithmic x axes in the report.
+        plot_log_x: observables whose histograms get a logarithmic x axis when they are
+            positive (defaults to ``log_observables``).
         observable_labels: optional pretty labels with units for plots.
         low_level_description: what ``SampleSet.low_level`` holds, for the report.
         particle: free-text label of the sample (calo: ``"e+"``), for the report.
@@ -111,6 +113,7 @@ class ValidationSpec:
     log_conditions: bool = False
     response: str | None = None
     log_observables: frozenset[str] = frozenset()
+    plot_log_x: frozenset[str] | None = None
     observable_labels: dict[str, str] = field(default_factory=dict)
     low_level_description: str = ""
     particle: str = ""
@@ -123,6 +126,10 @@ class ValidationSpec:
             raise ValueError(
                 f"invalid condition_range {self.condition_range} for {self.condition_binning} bins"
             )
+
+    def log_x(self, name: str) -> bool:
+        """Whether ``name`` is plotted on a logarithmic x axis (when its values allow)."""
+        return name in (self.log_observables if self.plot_log_x is None else self.plot_log_x)
 
     def label(self, name: str) -> str:
         """Plot label of observable ``name``."""
