@@ -24,7 +24,7 @@ class MLPGeneratorConfig:
     sample_dim: int  # flattened size of one sample (calo: 507)
     cond_dim: int  # number of condition features (calo: 1)
     latent_dim: int = 128  # size of the N(0, 1) latent vector
-    hidden: tuple[int, ...] = field(default=(512, 1024, 1024))  # widths of the hidden layers
+    hidden: tuple[int, ...] = field(default=(512, 512, 512))  # widths of the hidden layers
     negative_slope: float = 0.2  # LeakyReLU slope
     layer_norm: bool = True  # LayerNorm before each activation (per sample, no batch statistics)
     output_activation: str = "relu"  # "relu" (non-negative, exact zeros) or "none"
