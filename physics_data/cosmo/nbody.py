@@ -199,21 +199,32 @@ def _frequencies(
     return k.view(n, 1, 1), k.view(1, n, 1), kz.view(1, 1, -1)
 
 
-def _forces(grid_coords: torch.Tensor, n: int, box_size: float) -> torch.Tensor:
+def _force_kernels(n: int, box_size: float, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
+    """Per-axis Fourier kernels F_k,i = K_i δ_k with K_i = i d_i(k_i) / k², (n, n, n/2+1) complex.
+
+    d_i is the 4-point finite difference (8 sin kH - sin 2kH)/(6H), which vanishes at the mesh
+    Nyquist frequency and so kills the aliased lattice modes; K = 0 at k = 0 (no mean force).
+    """
+    kx, ky, kz = _frequencies(n, box_size, device, dtype)
+    k2 = kx**2 + ky**2 + kz**2
+    k2[0, 0, 0] = 1.0
+    inv_k2 = 1.0 / k2
+    inv_k2[0, 0, 0] = 0.0
+    cell = box_size / n
+    kernels = []
+    for k in (kx, ky, kz):
+        d = (8.0 * torch.sin(k * cell) - torch.sin(2.0 * k * cell)) / (6.0 * cell)
+        kernels.append(torch.complex(torch.zeros_like(inv_k2), d * inv_k2))
+    return kernels
+
+
+def _forces(grid_coords: torch.Tensor, n: int, kernels: list[torch.Tensor]) -> torch.Tensor:
     """F = -∇φ with ∇²φ = δ at the particles (N, 3), from coordinates in mesh-cell units."""
     idx, wts = _cic_stencil(grid_coords, n)
     delta_k = torch.fft.rfftn(_paint_stencil(idx, wts, n, grid_coords.shape[0]) - 1.0)
-    kx, ky, kz = _frequencies(n, box_size, grid_coords.device, grid_coords.dtype)
-    k2 = kx**2 + ky**2 + kz**2
-    k2[0, 0, 0] = 1.0  # the mean mode carries no force
-    phi_k = delta_k / k2
-    phi_k[0, 0, 0] = 0.0
-    cell = box_size / n
     force = torch.empty((n, n, n, 3), dtype=grid_coords.dtype, device=grid_coords.device)
-    for axis, k in enumerate((kx, ky, kz)):
-        # 4-point finite difference: vanishes at the mesh Nyquist frequency (kills aliased modes)
-        d = (8.0 * torch.sin(k * cell) - torch.sin(2.0 * k * cell)) / (6.0 * cell)
-        force[..., axis] = torch.fft.irfftn(1j * d * phi_k, s=(n, n, n))
+    for axis, kernel in enumerate(kernels):
+        force[..., axis] = torch.fft.irfftn(kernel * delta_k, s=(n, n, n))
     # one gather of (x, y, z) triples: better memory locality than three scalar gathers
     return (force.view(-1, 3)[idx] * wts[:, None]).view(8, -1, 3).sum(dim=0)
 
@@ -330,12 +341,13 @@ def run_pm(
     count = len(steps)
     grow, gf = factors.G_p, factors.G_f  # indices 0..n_steps: step edges; count + i: midpoints
 
-    force = _forces(lattice + disp * to_mesh, n_mesh, box)
+    kernels = _force_kernels(n_mesh, box, dev, torch.float32)
+    force = _forces(lattice + disp * to_mesh, n_mesh, kernels)
     for i in range(config.n_steps):
         ai, ah, af = i, count + i, i + 1  # indices into the factor arrays
         mom += force * float((gf[ah] - gf[ai]) / grow[ai])
         disp += mom * float((grow[af] - grow[ai]) / gf[ah])
-        force = _forces(lattice + disp * to_mesh, n_mesh, box)
+        force = _forces(lattice + disp * to_mesh, n_mesh, kernels)
         mom += force * float((gf[af] - gf[ah]) / grow[af])
 
     positions = torch.remainder(lattice / to_mesh + disp, box)
