@@ -303,8 +303,11 @@ def quick_validation_score(
 def _build(cfg: TrainConfig, domain: Domain) -> tuple[MLPGenerator, MLPCritic]:
     sample_dim = math.prod(domain.sample_shape)
     k = len(domain.conditions)
+    out_act = getattr(domain, "output_activation", "none")  # calo: "relu" (network space is >= 0)
     gen = MLPGenerator(
-        MLPGeneratorConfig(sample_dim, k, cfg.latent_dim, cfg.g_hidden, layer_norm=cfg.g_layer_norm)
+        MLPGeneratorConfig(
+            sample_dim, k, cfg.latent_dim, cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act
+        )
     )
     feat_dim = int(getattr(domain, "critic_feature_dim", 0)) if cfg.critic_features else 0
     critic = MLPCritic(MLPCriticConfig(sample_dim, k, feat_dim, cfg.d_hidden, layer_norm=cfg.d_layer_norm))

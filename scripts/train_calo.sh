@@ -20,7 +20,7 @@ fi
 N_TRAIN=${N_TRAIN:-200000}        # training showers per particle
 WORKERS=${WORKERS:-16}            # simulation processes
 STEPS=${STEPS:-100000}            # generator updates per model (upper bound; see TRAIN_SECONDS)
-TRAIN_SECONDS=${TRAIN_SECONDS:-330}  # wall-clock budget per model; 0 = run exactly STEPS (bit-reproducible)
+TRAIN_SECONDS=${TRAIN_SECONDS:-300}  # wall-clock budget per model; 0 = run exactly STEPS (bit-reproducible)
 BATCH=${BATCH:-1024}              # batch size
 ENERGY_WEIGHT=${ENERGY_WEIGHT:-20}  # energy-consistency term weight
 VAL_EVERY=${VAL_EVERY:-1000}      # quick validation / best-model export interval

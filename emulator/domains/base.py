@@ -14,6 +14,8 @@ Optional extras a domain may define (the trainer uses them when present):
   mean and spread the optional consistency term matches (calo: E_tot / E_inc).
 * ``read_samples(path, n=None) -> (conditions (N, k), samples (N, *sample_shape), attrs)``:
   training data from a file (needed by ``emulator train``).
+* ``output_activation: str``: the generator's final activation, "relu" when network space is
+  non-negative (calo), "none" (the default) otherwise.
 * ``quick_val_observables: tuple[str, ...]``: the observables used for checkpoint selection.
 * ``preprocessing: dict``: a JSON description of the transform, saved in ``config.json``.
 """

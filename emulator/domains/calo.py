@@ -122,6 +122,7 @@ class CaloDomain:
         "condition_features": "log10(E_GeV) / 2",
     }
     critic_feature_dim = 24
+    output_activation = "relu"  # network space is >= 0 with exact zeros for empty cells
 
     def __init__(self) -> None:
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -1,0 +1,187 @@
+"""The Domain registry, the calo domain's preprocessing, and a toy domain trained and sampled with no core change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emulator.conditions import parse_conditions
+from emulator.domains import Condition, available_domains, get_domain, register_domain
+from emulator.domains.calo import SCALE, X_MAX
+from emulator.sampler import Sampler
+from emulator.train import train_func
+
+
+@pytest.fixture
+def calo():
+    return get_domain("calo")
+
+
+def _random_showers(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse non-negative values (~half exact zeros, fractions 1e-12..1 of E_inc) and energies 1-100 GeV."""
+    g = torch.Generator().manual_seed(seed)
+    e = torch.rand(n, 1, generator=g, dtype=torch.float64) * 99 + 1
+    frac = torch.exp(torch.randn(n, 507, generator=g, dtype=torch.float64) * 4 - 8).clamp(max=1.0)
+    frac = frac * (torch.rand(n, 507, generator=g) < 0.5)
+    return frac * e * 1000.0, e  # MeV
+
+
+def test_calo_shape_and_conditions(calo):
+    assert calo.sample_shape == (507,)
+    (cond,) = calo.conditions
+    assert (cond.name, cond.unit, cond.low, cond.high) == ("energy", "GeV", 1.0, 100.0)
+    assert calo.file_formats[0] == "calogan"
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_preprocessing_is_exactly_invertible(calo, dtype, rtol):
+    v, e = _random_showers(2000)
+    v, e = v.to(dtype), e.to(dtype)
+    x = calo.to_network(v, e)
+    back = calo.from_network(x, e)
+    assert torch.equal(back == 0, v == 0), "zeros must stay exact zeros and non-zeros non-zero"
+    torch.testing.assert_close(back, v, rtol=rtol, atol=0.0)
+
+
+def test_to_network_formula(calo):
+    e = torch.tensor([[50.0]], dtype=torch.float64)
+    v = torch.zeros(1, 507, dtype=torch.float64)
+    v[0, 300] = 0.25 * 50_000.0  # a quarter of the incident energy
+    x = calo.to_network(v, e)
+    assert x[0, 300].item() == pytest.approx(np.log1p(0.25 / SCALE))
+    assert (x[0, :300] == 0).all()
+
+
+def test_from_network_is_physical_for_any_output(calo):
+    x = torch.randn(500, 507) * 30  # including huge and negative network values
+    e = torch.rand(500, 1) * 99 + 1
+    v = calo.from_network(x, e)
+    assert torch.isfinite(v).all() and (v >= 0).all()
+    assert (v[x <= 0] == 0).all()
+    assert v.max() <= 1.5 * 1000 * e.max() * 1.0001  # capped at X_MAX: 1.5 x E_inc per value
+    assert X_MAX == pytest.approx(np.log1p(1.5 / SCALE))
+
+
+def test_condition_features_map_range_to_unit_interval(calo):
+    f = calo.condition_features(torch.tensor([[1.0], [10.0], [100.0]]))
+    torch.testing.assert_close(f, torch.tensor([[0.0], [0.5], [1.0]]))
+
+
+def test_critic_features_match_observables(calo):
+    from physics_data.calo.observables import compute_observables
+
+    v, e = _random_showers(64, seed=3)
+    x = calo.to_network(v.float(), e.float()).requires_grad_(True)
+    feats = calo.critic_features(x, e.float())
+    assert feats.shape == (64, calo.critic_feature_dim) and torch.isfinite(feats).all()
+    obs = compute_observables(v[:, :504].numpy(), e[:, 0].numpy())
+    np.testing.assert_allclose(feats[:, 0].detach().numpy(), obs["response"], rtol=1e-4)  # response
+    np.testing.assert_allclose(feats[:, 4:7].detach().numpy()[:, 1], obs["f_1"], rtol=1e-4, atol=1e-6)
+    (grad,) = torch.autograd.grad(feats.sum(), x)
+    assert torch.isfinite(grad).all()
+    resp = calo.energy_response(x, e.float())
+    np.testing.assert_allclose(resp.detach().numpy(), obs["response"], rtol=1e-4)
+
+
+def test_observables_use_cells_only(calo):
+    v, e = _random_showers(10)
+    obs = calo.observables(v.numpy(), e.numpy())
+    v2 = v.clone()
+    v2[:, 504:] += 1000.0  # overflow does not enter E_tot (CaloGAN definition)
+    obs2 = calo.observables(v2.numpy(), e.numpy())
+    np.testing.assert_array_equal(obs["E_tot"], obs2["E_tot"])
+
+
+def test_writer_rejects_unknown_format(calo, tmp_path):
+    with pytest.raises(ValueError, match="calogan"):
+        calo.open_writer(tmp_path / "x.h5", "root", {})
+
+
+def test_writer_roundtrip(calo, tmp_path):
+    from physics_data.calo.io import read_showers
+
+    v, e = _random_showers(20)
+    with calo.open_writer(tmp_path / "x.h5", "calogan", {"model": "test"}) as w:
+        w.append(e.float().numpy(), v.float().numpy())
+    s = read_showers(tmp_path / "x.h5")
+    np.testing.assert_array_equal(s.cells, v[:, :504].float().numpy())
+    np.testing.assert_array_equal(s.overflow, v[:, 504:].float().numpy())
+    np.testing.assert_array_equal(s.energy, e[:, 0].float().numpy())
+
+
+def test_unknown_domain_lists_available():
+    with pytest.raises(KeyError, match="calo"):
+        get_domain("nope")
+
+
+def test_register_rejects_incomplete_domain():
+    class Half:
+        name = "half"
+
+    with pytest.raises(TypeError, match="missing"):
+        register_domain(Half())
+
+
+# -- a toy domain, registered through the public API only ---------------------------------------
+
+
+class GaussianDomain:
+    """2-D Gaussian samples centred on (mu, -mu), sigma 0.1, conditioned on mu in [-1, 1]."""
+
+    name = "toy-gauss"
+    sample_shape = (2,)
+    conditions = (Condition("mu", "1", -1.0, 1.0, "mean of the first coordinate"),)
+    layout = "2 float32 values"
+    file_formats = ("npz",)
+
+    def to_network(self, samples, conditions):
+        return samples * 5.0
+
+    def from_network(self, x, conditions):
+        return x / 5.0
+
+    def condition_features(self, conditions):
+        return conditions * 0.5 + 0.5
+
+    def observables(self, samples, conditions):
+        return {"x0": samples[:, 0] - conditions[:, 0], "x1": samples[:, 1] + conditions[:, 0]}
+
+    def read_samples(self, path, n=None):
+        d = np.load(path)
+        return d["conditions"][:n], d["samples"][:n], {"generator": "toy"}
+
+    def open_writer(self, path, fmt, attrs):
+        raise NotImplementedError
+
+
+@pytest.fixture
+def toy_domain():
+    dom = GaussianDomain()
+    register_domain(dom)
+    return dom
+
+
+def test_toy_domain_trains_and_samples_with_the_same_code(toy_domain, tmp_path: Path):
+    assert "toy-gauss" in available_domains()
+    rng = np.random.default_rng(0)
+    mu = rng.uniform(-1, 1, size=(600, 1)).astype(np.float32)
+    samples = (np.concatenate([mu, -mu], axis=1) + 0.1 * rng.standard_normal((600, 2))).astype(np.float32)
+    np.savez(tmp_path / "toy.npz", conditions=mu, samples=samples)
+    summary = train_func(
+        {
+            "domain": "toy-gauss", "data": str(tmp_path / "toy.npz"), "out": str(tmp_path / "toy-model"),
+            "run_dir": str(tmp_path / "run"), "steps": 4, "batch_size": 32, "n_critic": 2, "latent_dim": 4,
+            "g_hidden": [16], "d_hidden": [16], "val_every": 2, "checkpoint_every": 2, "log_every": 1,
+            "val_samples": 100, "progress": False,
+        }  # fmt: skip
+    )
+    assert summary["steps"] == 4 and np.isfinite(summary["best_score"])
+    sampler = Sampler.from_dir(tmp_path / "toy-model", device="cpu")
+    assert sampler.domain is toy_domain
+    spec = parse_conditions(toy_domain, {"mu": {"uniform": [-0.5, 0.5]}}, n=50)
+    out = sampler.generate(50, spec, seed=1)
+    assert out.samples.shape == (50, 2) and out.conditions.shape == (50, 1)
+    assert (out.samples < 0).any(), "the toy generator has no ReLU output: values can be negative"
