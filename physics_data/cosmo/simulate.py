@@ -4,7 +4,7 @@ For each simulation i, (Ω_m, σ8) come from a Latin hypercube over the requeste
 single value fixes a parameter; the hypercube is drawn from ``seed`` for all ``n_sims`` at once),
 the initial white noise from ``SeedSequence([seed, i])``. The particles at redshift z are painted
 with CIC onto a G³ mesh (G = ``grid``), giving the 3D density 1 + δ. Slices: each of the three
-axes is cut into slabs of ``slice_thickness`` Mpc/h (a whole number of cells, default L/16), and
+axes is cut into slabs of ``slice_thickness`` Mpc/h (a whole number of cells, default ≈ L/16), and
 each slab is averaged along its axis, giving a G×G map of the projected density 1 + δ (mean ≈ 1,
 the CIC density averaged over the slab). Slabs of one simulation are correlated: the file's
 ``sim_index`` says which simulation each map comes from.
@@ -98,9 +98,15 @@ def latin_hypercube(n: int, ranges: Sequence[ParamRange], rng: np.random.Generat
 
 
 def slab_cells(grid: int, box_size: float, slice_thickness: float | None) -> int:
-    """Cells per slab for ``slice_thickness`` Mpc/h (default L/16); must be a whole number dividing G."""
+    """Cells per slab for ``slice_thickness`` Mpc/h; must be a whole number of cells dividing G.
+
+    The default is G/16 cells (L/16), or the nearest smaller divisor of G when 16 does not divide G.
+    """
     if slice_thickness is None:
-        return max(grid // 16, 1)
+        cells = max(grid // 16, 1)
+        while grid % cells:
+            cells -= 1
+        return cells
     cells = slice_thickness * grid / box_size
     rounded = round(cells)
     if rounded < 1 or abs(cells - rounded) > 1e-6 * max(cells, 1.0) or grid % rounded:

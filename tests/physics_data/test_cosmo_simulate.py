@@ -46,6 +46,7 @@ def test_project_slabs_averages_each_axis() -> None:
     torch.testing.assert_close(maps[3], density[:, 2:].mean(1))
     torch.testing.assert_close(maps[5], density[:, :, 2:].mean(2))
     assert slab_cells(64, 256.0, None) == 4 and slab_cells(64, 256.0, 32.0) == 8
+    assert slab_cells(50, 100.0, None) == 2  # 50 // 16 = 3 does not divide 50
     with pytest.raises(ValueError, match="whole number of cells"):
         slab_cells(64, 256.0, 10.0)
 
