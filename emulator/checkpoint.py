@@ -161,6 +161,12 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> Load
         raise InvalidModelDir(
             f"{path}: sample_shape {config['sample_shape']} != domain's {list(domain.sample_shape)}"
         )
+    expected = json.loads(json.dumps(getattr(domain, "preprocessing", {})))  # normalise tuples/floats as JSON
+    if config.get("preprocessing", expected) != expected:
+        raise InvalidModelDir(
+            f"{path}: trained with preprocessing {config['preprocessing']}, but the {domain.name!r} domain now uses "
+            f"{expected}; retrain or check out the code version the model was trained with"
+        )
     weights = path / WEIGHTS_FILE
     if not weights.exists():
         raise InvalidModelDir(f"{path}: missing {WEIGHTS_FILE}")

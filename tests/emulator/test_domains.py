@@ -176,7 +176,7 @@ def test_toy_domain_trains_and_samples_with_the_same_code(toy_domain, tmp_path: 
             "run_dir": str(tmp_path / "run"), "steps": 4, "batch_size": 32, "n_critic": 2, "latent_dim": 4,
             "g_hidden": [16], "d_hidden": [16], "val_every": 2, "checkpoint_every": 2, "log_every": 1,
             "val_samples": 100, "progress": False,
-        }  # fmt: skip
+        }
     )
     assert summary["steps"] == 4 and np.isfinite(summary["best_score"])
     sampler = Sampler.from_dir(tmp_path / "toy-model", device="cpu")

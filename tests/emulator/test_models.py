@@ -1,0 +1,62 @@
+"""Generator and critic architectures: constructor = saved config, no batch norm, physical outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from emulator.domains import get_domain
+from emulator.models import MLPCritic, MLPCriticConfig, MLPGenerator, MLPGeneratorConfig, build_model
+
+
+def test_critic_has_no_batch_norm():
+    critic = MLPCritic(MLPCriticConfig(507, 1, 24, layer_norm=True))
+    norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)
+    assert not any(isinstance(m, norms) for m in critic.modules())
+
+
+def test_critic_scores_are_per_sample():
+    """Without batch statistics one sample's score does not depend on the rest of the batch."""
+    torch.manual_seed(0)
+    critic = MLPCritic(MLPCriticConfig(10, 1, 3, hidden=(8, 8), layer_norm=True))
+    x, c, f = torch.randn(6, 10), torch.rand(6, 1), torch.randn(6, 3)
+    torch.testing.assert_close(critic(x, c, f)[:2], critic(x[:2], c[:2], f[:2]))
+
+
+def test_critic_requires_its_features():
+    critic = MLPCritic(MLPCriticConfig(10, 1, 3, hidden=(8,)))
+    with pytest.raises(ValueError, match="3 physics features"):
+        critic(torch.randn(2, 10), torch.rand(2, 1))
+
+
+def test_generator_outputs_are_non_negative_physical_energies():
+    torch.manual_seed(0)
+    gen = MLPGenerator(MLPGeneratorConfig(507, 1, latent_dim=16, hidden=(32, 32)))
+    calo = get_domain("calo")
+    e = torch.rand(256, 1) * 99 + 1
+    x = gen(torch.randn(256, 16), calo.condition_features(e))
+    assert (x >= 0).all() and (x == 0).any(), "final ReLU: non-negative with exact zeros"
+    v = calo.from_network(x, e)
+    assert (v >= 0).all() and torch.isfinite(v).all()
+
+
+def test_generator_gets_the_condition_in_every_block():
+    gen = MLPGenerator(MLPGeneratorConfig(5, 2, latent_dim=4, hidden=(8, 8)))
+    assert [m.in_features for m in gen.linears] == [4 + 2, 8 + 2]
+    assert gen.out.in_features == 8 + 2
+
+
+def test_build_model_roundtrips_the_saved_config():
+    cfg = MLPGeneratorConfig(507, 1, latent_dim=32, hidden=(64, 64), layer_norm=False)
+    gen = build_model("MLPGenerator", cfg.to_dict())
+    assert gen.config == cfg
+    with pytest.raises(ValueError, match="unknown model class"):
+        build_model("Nope", {})
+    with pytest.raises(ValueError, match="bad constructor arguments"):
+        build_model("MLPGenerator", {**cfg.to_dict(), "bogus": 1})
+
+
+def test_flops_count_from_layer_shapes():
+    gen = MLPGenerator(MLPGeneratorConfig(7, 1, latent_dim=3, hidden=(5,)))
+    assert gen.flops_per_sample() == 2 * ((3 + 1) * 5 + (5 + 1) * 7)

@@ -1,0 +1,119 @@
+"""The training loop: config handling, EMA math, quick validation, and bit-exact resume on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from emulator.domains import get_domain
+from emulator.train import (
+    ConfigError,
+    TrainConfig,
+    ema_update,
+    load_config,
+    quick_validation_score,
+    train_func,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from physics_data.calo.io import write_showers
+    from physics_data.calo.simulate import simulate
+
+    path = tmp_path_factory.mktemp("data") / "eplus.h5"
+    write_showers(path, simulate("e+", 300, "1:100", seed=5), attrs={"particle": "e+"})
+    return path
+
+
+def tiny_config(data, tmp_path, **kw):
+    cfg = {
+        "data": str(data), "out": str(tmp_path / "model"), "run_dir": str(tmp_path / "run"), "particle": "e+",
+        "steps": 4, "batch_size": 16, "n_critic": 2, "latent_dim": 8, "g_hidden": [16], "d_hidden": [16],
+        "val_every": 2, "checkpoint_every": 2, "log_every": 1, "val_samples": 40, "energy_weight": 1.0,
+        "progress": False,
+    }  # fmt: skip
+    cfg.update(kw)
+    return cfg
+
+
+def test_ema_update_math():
+    torch.manual_seed(0)
+    model, ema = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    before = [p.clone() for p in ema.parameters()]
+    ema_update(ema, model, decay=0.9)
+    for e, b, m in zip(ema.parameters(), before, model.parameters(), strict=True):
+        torch.testing.assert_close(e, 0.9 * b + 0.1 * m)
+    ema_update(ema, model, decay=0.0)
+    for e, m in zip(ema.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(e, m)
+
+
+def test_config_layers_and_unknown_keys(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"steps": 7, "g_hidden": [32, 32], "lr_g": 2e-4}))
+    cfg = load_config({"steps": 3, "out": "models/x"}, f, {"batch_size": "64", "amp": "false", "d_hidden": "8,8"})
+    assert (cfg.steps, cfg.batch_size, cfg.amp, cfg.g_hidden, cfg.d_hidden) == (7, 64, False, (32, 32), (8, 8))
+    assert cfg.name == "x" and cfg.run_dir.endswith("runs/x")
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['stepz'\]"):
+        load_config({"stepz": 1})
+    with pytest.raises(ConfigError, match="expects int"):
+        load_config(None, None, {"steps": "many"})
+    with pytest.raises(ConfigError, match="steps must be >= 1"):
+        load_config({"steps": 0})
+    f.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="JSON object"):
+        load_config(None, f)
+    assert load_config(TrainConfig(steps=9)).steps == 9
+
+
+def test_quick_validation_score_is_zero_for_identical_and_grows_with_shift():
+    dom = get_domain("calo")
+    rng = np.random.default_rng(0)
+    ref = {name: rng.normal(size=2000) for name in dom.quick_val_observables}
+    assert quick_validation_score(dom, ref, ref)[0] == 0.0
+    shifted = {k: v + 0.5 for k, v in ref.items()}
+    score, per = quick_validation_score(dom, shifted, ref)
+    assert score == pytest.approx(0.5, rel=0.05) and set(per) == set(dom.quick_val_observables)
+
+
+def test_train_writes_model_logs_and_checkpoints(tiny_data, tmp_path):
+    reports, ckpts = [], []
+    summary = train_func(
+        tiny_config(tiny_data, tmp_path),
+        report=reports.append,
+        checkpoint_hook=lambda path, metrics: ckpts.append((path, metrics)),
+    )
+    assert summary["steps"] == 4 and summary["best_step"] in (2, 4)
+    assert {p.name for p in (tmp_path / "model").iterdir()} >= {"config.json", "generator.safetensors", "card.json"}
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    assert card["particle"] == "e+" and card["training_data"]["n_samples"] == 300
+    assert card["hyperparameters"]["train"]["gp_lambda"] == 10.0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss_d" in r] == [1, 2, 3, 4]
+    assert sum("val_score" in r for r in records) == 2
+    assert (tmp_path / "run" / "loss_curve.png").stat().st_size > 0
+    assert [m["step"] for _, m in ckpts] == [2, 4] and any("val_score" in r for r in reports)
+
+
+def test_resume_is_bit_exact(tiny_data, tmp_path):
+    """2N steps in one go == N steps, stop, resume, N more: identical weights, EMA and critic."""
+    train_func(tiny_config(tiny_data, tmp_path / "a", steps=4))
+    train_func(tiny_config(tiny_data, tmp_path / "b", steps=2))
+    train_func(tiny_config(tiny_data, tmp_path / "b", steps=4, resume=True))
+    a = load_file(str(tmp_path / "a" / "run" / "checkpoints" / "step-00000004" / "tensors.safetensors"))
+    b = load_file(str(tmp_path / "b" / "run" / "checkpoints" / "step-00000004" / "tensors.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    steps_b = [json.loads(x)["step"] for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps_b == sorted(steps_b), "resumed log continues without duplicates"
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="emulator simulate"):
+        train_func(tiny_config(tmp_path / "nope.h5", tmp_path))

@@ -1,0 +1,73 @@
+"""The WGAN-GP step: gradient penalty, energy-consistency term, and one real update."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from emulator.domains import get_domain
+from emulator.models import MLPCritic, MLPCriticConfig, MLPGenerator, MLPGeneratorConfig
+from emulator.wgan_gp import STAT_NAMES, Batch, GANStep, energy_consistency, gradient_penalty
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 2.5])
+def test_gradient_penalty_of_a_linear_critic(scale):
+    """D(x) = w.x + b has gradient w everywhere, so GP = lambda (||w|| - 1)^2 exactly."""
+    torch.manual_seed(0)
+    lin = nn.Linear(20, 1)
+    with torch.no_grad():
+        lin.weight.mul_(scale / lin.weight.norm())
+    real, fake = torch.randn(64, 20), torch.randn(64, 20)
+    gp = gradient_penalty(lambda x: lin(x).squeeze(1), real, fake, gp_lambda=10.0)
+    assert gp.item() == pytest.approx(10.0 * (scale - 1.0) ** 2, rel=1e-5, abs=1e-6)
+
+
+def test_gradient_penalty_is_differentiable_in_the_critic_weights():
+    lin = nn.Linear(4, 1)
+    gp = gradient_penalty(lambda x: lin(x).squeeze(1), torch.randn(8, 4), torch.randn(8, 4), 10.0)
+    gp.backward()
+    assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
+
+
+def test_energy_consistency_zero_for_matching_and_positive_for_shifted():
+    torch.manual_seed(0)
+    r = torch.rand(400) * 0.1 + 0.95
+    feat = torch.rand(400)
+    assert energy_consistency(r, r, feat, 10).item() == pytest.approx(0.0, abs=1e-6)
+    shifted = energy_consistency(r + 0.02, r, feat, 10).item()
+    assert shifted == pytest.approx(0.02, rel=1e-3)  # |Δmean| = 0.02 in every bin, std unchanged (float32)
+
+
+def _tiny_gan(energy_weight: float = 1.0) -> tuple[GANStep, Batch]:
+    torch.manual_seed(0)
+    calo = get_domain("calo")
+    gen = MLPGenerator(MLPGeneratorConfig(507, 1, latent_dim=8, hidden=(16,)))
+    critic = MLPCritic(MLPCriticConfig(507, 1, calo.critic_feature_dim, hidden=(16,)))
+    gan = GANStep(gen, critic, calo, n_critic=2, energy_weight=energy_weight)
+    e = torch.rand(32, 1) * 99 + 1
+    x = torch.relu(torch.randn(32, 507)) * 5
+    return gan, Batch(x, e, calo.condition_features(e))
+
+
+def test_gan_step_updates_both_networks_and_reports_finite_losses():
+    gan, batch = _tiny_gan()
+    g0 = [p.clone() for p in gan.generator.parameters()]
+    d0 = [p.clone() for p in gan.critic.parameters()]
+    stats = gan.step(lambda: batch).as_dict()
+    assert set(stats) == set(STAT_NAMES)
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert any(not torch.equal(a, b) for a, b in zip(g0, gan.generator.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, gan.critic.parameters(), strict=True))
+    assert all(p.requires_grad for p in gan.critic.parameters()), "critic grads re-enabled after the G step"
+    assert gan.opt_g.param_groups[0]["betas"] == (0.5, 0.9)
+
+
+def test_energy_weight_needs_a_domain_response():
+    class NoResponse:
+        name = "x"
+
+    gen = MLPGenerator(MLPGeneratorConfig(3, 1, latent_dim=2, hidden=(4,)))
+    critic = MLPCritic(MLPCriticConfig(3, 1, hidden=(4,)))
+    with pytest.raises(ValueError, match="energy_response"):
+        GANStep(gen, critic, NoResponse(), energy_weight=1.0)
