@@ -8,7 +8,9 @@ generated for come first, in the order ``GET /v1/models`` lists them, then the f
 (calo: ``[energy_GeV, 504 cells in MeV (flat CaloGAN order), 3 overflow in MeV]``). The header,
 written first, already states the total ``n``, so rows are streamed block by block as they are
 generated and memory stays bounded whatever ``n``. With float16 the conditions are rounded to
-float16 too (relative precision 2**-11). Split with ``a[:, :k]`` and ``a[:, k:]``.
+float16 too (relative precision 2**-11), and sample values above float16's largest, 65504 (calo:
+MeV, i.e. one cell above 65 GeV), become ``inf``: use float32 when that matters. Split with
+``a[:, :k]`` and ``a[:, k:]``.
 
 ``hdf5``: the domain's own file format (calo: CaloGAN ``layer_0/1/2``, ``energy``, ``overflow``
 or CaloChallenge), with the conditions as datasets. HDF5 needs random access while writing, so
@@ -80,8 +82,9 @@ def encode_npy_block(block: BlockLike, dtype: np.dtype) -> bytes:
     cond = block.conditions
     m, k = cond.shape
     out = np.empty((m, k + sample_width(block.samples.shape[1:])), dtype=dtype)
-    out[:, :k] = cond
-    out[:, k:] = block.samples.reshape(m, -1)
+    with np.errstate(over="ignore"):  # float16: values above 65504 become inf (documented above)
+        out[:, :k] = cond
+        out[:, k:] = block.samples.reshape(m, -1)
     return out.tobytes()
 
 
@@ -93,8 +96,9 @@ def json_payload(
     samples: list[Any] = []
     for block in blocks:
         m = block.conditions.shape[0]
-        conds.extend(block.conditions.astype(dtype).astype(np.float64).tolist())
-        samples.extend(block.samples.reshape(m, -1).astype(dtype).astype(np.float64).tolist())
+        with np.errstate(over="ignore"):  # float16 overflow -> inf -> refused by json.dumps below
+            conds.extend(block.conditions.astype(dtype).astype(np.float64).tolist())
+            samples.extend(block.samples.reshape(m, -1).astype(dtype).astype(np.float64).tolist())
     body = {
         "model": model,
         "seed": seed,
@@ -104,7 +108,8 @@ def json_payload(
         "conditions": conds,
         "samples": samples,
     }
-    return json.dumps(body, separators=(",", ":")).encode()
+    # allow_nan=False: NaN/Infinity are not JSON; raises ValueError instead of writing invalid JSON.
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 def iter_file(path: Any, chunk_bytes: int = 4 * 2**20) -> Iterator[bytes]:

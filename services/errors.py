@@ -14,9 +14,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from emulator.checkpoint import InvalidModelDir
 from emulator.conditions import ConditionError
 from emulator.registry import UnknownModel
 from services.limits import Overloaded
+from services.responses import GenerationFailed
 
 __all__ = ["install_error_handlers"]
 
@@ -60,6 +62,19 @@ async def _condition_error(_request: Request, exc: ConditionError) -> JSONRespon
     )
 
 
+async def _generation_failed(_request: Request, exc: GenerationFailed) -> JSONResponse:
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": exc.detail})
+
+
+async def _broken_model(_request: Request, exc: InvalidModelDir) -> JSONResponse:
+    # The server's model directory is unusable: not the client's fault, and not transient.
+    log.error("model directory cannot be loaded: %s", exc)
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": f"this model cannot be loaded on the server: {exc}"},
+    )
+
+
 async def _overloaded(_request: Request, exc: Overloaded) -> JSONResponse:
     return JSONResponse(
         status_code=status.HTTP_429_TOO_MANY_REQUESTS,
@@ -83,4 +98,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnknownModel, _unknown_model)  # type: ignore[arg-type]
     app.add_exception_handler(ConditionError, _condition_error)  # type: ignore[arg-type]
     app.add_exception_handler(Overloaded, _overloaded)  # type: ignore[arg-type]
+    app.add_exception_handler(GenerationFailed, _generation_failed)  # type: ignore[arg-type]
+    app.add_exception_handler(InvalidModelDir, _broken_model)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

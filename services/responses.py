@@ -7,6 +7,7 @@ after a client disconnect. Encodings are described in :mod:`services.encoders`.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator.conditions import ConditionSpec
@@ -28,7 +30,7 @@ from services.limits import Slot
 from services.metrics import Metrics
 from services.streaming import BlockStream, GenerationResponse, run_blocking
 
-__all__ = ["SampleJob", "build_response", "npy_columns"]
+__all__ = ["GenerationFailed", "SampleJob", "build_response", "npy_columns"]
 
 MEDIA_TYPES = {"npy": "application/x-npy", "hdf5": "application/x-hdf5", "json": "application/json"}
 
@@ -133,35 +135,89 @@ def _npy_response(job: SampleJob, executor: concurrent.futures.Executor, slot: S
     return GenerationResponse(stream, media_type=MEDIA_TYPES["npy"], headers=headers)
 
 
-def _hdf5_response(
-    job: SampleJob, executor: concurrent.futures.Executor, slot: Slot, metrics: Metrics, tmp_dir: Path | None
+class GenerationFailed(Exception):
+    """Generation or encoding failed before any byte was sent; ``detail`` says why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _input_caused(job: SampleJob, exc: Exception) -> GenerationFailed | None:
+    """Unstorable output caused by the request itself (a 422, not a server error): float16 overflow
+    (values above 65504) or conditions so far outside the valid range that the output is not finite."""
+    if not isinstance(exc, ValueError):
+        return None
+    if job.dtype == np.float16:
+        return GenerationFailed(f"values exceed the float16 range (max 65504) ({exc}); use dtype=float32")
+    if job.spec.extrapolated:
+        return GenerationFailed(
+            f"the model produced values that cannot be stored ({exc}); the requested conditions are too far "
+            "outside the valid range even with allow_extrapolation"
+        )
+    return None
+
+
+async def _hdf5_response(
+    job: SampleJob,
+    executor: concurrent.futures.Executor,
+    slot: Slot,
+    metrics: Metrics,
+    tmp_dir: Path | None,
+    request: Request,
 ) -> Response:
-    """Generate into a temporary HDF5 file (HDF5 needs seeks), then stream it and delete it."""
+    """Generate into a temporary HDF5 file (HDF5 needs seeks), then stream it and delete it.
+
+    The file is complete before the response starts, so generation errors are proper HTTP errors
+    and the Content-Length is known. A client that disconnects meanwhile stops the generation.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="emulator-hdf5-", dir=tmp_dir))
     path = workdir / f"{job.model}.h5"
     cancel = threading.Event()
     start = time.perf_counter()
+    loop = asyncio.get_running_loop()
 
-    def chunks() -> Iterator[bytes]:
-        # Runs in the worker thread: the first next() builds the whole file, later ones read it.
+    def build() -> None:
         with job.sampler.domain.open_writer(path, job.file_format, _file_attrs(job)) as writer:
             for block in job.blocks:
                 if cancel.is_set():
                     raise _Cancelled  # the writer removes its temporary file
                 writer.append(block.conditions, block.samples)
-        metrics.samples.labels(job.model, "hdf5").inc(job.n)
-        metrics.generation.labels(job.model).observe(time.perf_counter() - start)
-        yield from iter_file(path)
+
+    def cleanup() -> None:  # in the event loop
+        slot.release()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    built = executor.submit(build)
+    waiting = asyncio.wrap_future(built)
+    waiting.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved even if nobody awaits it
+    try:
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(waiting), timeout=0.25)
+                break
+            except TimeoutError:
+                if await request.is_disconnected():
+                    raise _Cancelled from None
+    except BaseException as exc:
+        cancel.set()
+        # The worker may still be inside a block: clean up once it has stopped.
+        built.add_done_callback(lambda _f: loop.call_soon_threadsafe(cleanup))
+        if isinstance(exc, _Cancelled):
+            return Response(status_code=499)  # nobody is listening any more
+        if isinstance(exc, Exception) and (failed := _input_caused(job, exc)):
+            raise failed from exc
+        raise
+    metrics.samples.labels(job.model, "hdf5").inc(job.n)
+    metrics.generation.labels(job.model).observe(time.perf_counter() - start)
 
     def on_chunk(chunk: bytes, _same: bytes) -> None:
         metrics.bytes.labels(job.model, "hdf5").inc(len(chunk))
 
-    def on_close() -> None:
-        slot.release()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    stream = BlockStream(executor, chunks(), lambda c: c, on_close, on_chunk, cancel=cancel)
-    return GenerationResponse(stream, media_type=MEDIA_TYPES["hdf5"], headers=_headers(job, "h5"))
+    size = path.stat().st_size
+    stream = BlockStream(executor, iter_file(path), lambda c: c, cleanup, on_chunk)
+    headers = _headers(job, "h5") | {"Content-Length": str(size)}
+    return GenerationResponse(stream, media_type=MEDIA_TYPES["hdf5"], headers=headers)
 
 
 async def _json_response(job: SampleJob, executor: concurrent.futures.Executor, slot: Slot, metrics: Metrics) -> Response:
@@ -169,6 +225,10 @@ async def _json_response(job: SampleJob, executor: concurrent.futures.Executor, 
     start = time.perf_counter()
     try:
         payload = await run_blocking(executor, lambda: json_payload(job.model, job.seed, names, job.blocks, job.dtype))
+    except ValueError as exc:
+        if failed := _input_caused(job, exc):
+            raise failed from exc
+        raise
     finally:
         slot.release()
     metrics.generation.labels(job.model).observe(time.perf_counter() - start)
@@ -182,14 +242,19 @@ async def build_response(
     executor: concurrent.futures.Executor,
     slot: Slot,
     metrics: Metrics,
+    request: Request,
     tmp_dir: Path | None = None,
 ) -> Response:
-    """The response for ``job``; the caller has acquired ``slot``, which this releases when done."""
+    """The response for ``job``; the caller has acquired ``slot``, which this releases when done.
+
+    Raises :class:`GenerationFailed` when conditions far outside the valid range make the model's
+    output unstorable (non-finite) in a format that checks it (hdf5, json).
+    """
+    if job.fmt == "hdf5":
+        return await _hdf5_response(job, executor, slot, metrics, tmp_dir, request)  # releases the slot itself
     try:
         if job.fmt == "npy":
             return _npy_response(job, executor, slot, metrics)
-        if job.fmt == "hdf5":
-            return _hdf5_response(job, executor, slot, metrics, tmp_dir)
         return await _json_response(job, executor, slot, metrics)
     except BaseException:
         slot.release()

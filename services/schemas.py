@@ -32,7 +32,7 @@ class OutputFormat(str, Enum):
 
 
 class DType(str, Enum):
-    """Floating-point type of the returned values (``npy`` and ``json``)."""
+    """Floating-point type of the returned values (``npy`` and ``json``); float16 holds values up to 65504."""
 
     float32 = "float32"
     float16 = "float16"

@@ -32,6 +32,8 @@ URL = "/v1/models/calo-tiny/samples"
         ({"n": 5, "format": "hdf5", "file_format": "root"}, 422, "file_format='root' is not one of calogan"),
         ({"n": 1001, "format": "json"}, 413, "format=json is limited to n <= 1000"),
         ({"n": 5, "colour": "red"}, 422, "colour: Extra inputs are not permitted"),
+        ({"n": 5, "conditions": 3.5e38, "allow_extrapolation": True}, 422, "cannot be represented as float32"),
+        ({"n": 5, "conditions": 7e4, "allow_extrapolation": True, "dtype": "float16"}, 422, "beyond +-65504"),
     ],
 )
 def test_bad_body(client, body, status, needle):
@@ -87,3 +89,41 @@ def test_extrapolation_allowed_is_flagged(client):
     assert "x-emulator-extrapolated" not in inside.headers
     via_get = client.get(URL, params={"n": 5, "energy": "120", "allow_extrapolation": "true"})
     assert via_get.headers["x-emulator-extrapolated"] == "true"
+
+
+def test_unstorable_output_from_extreme_extrapolation_is_422(client, monkeypatch):
+    """A writer refusing the model's output (e.g. non-finite values) for extrapolated conditions is the
+    request's fault: 422 before any byte is sent, the slot freed and the temporary file removed."""
+    from emulator.domains import get_domain
+
+    def refuse(*_args, **_kwargs):
+        raise ValueError("dataset 'layer_0': value inf at row 0 is not finite")
+
+    monkeypatch.setattr(get_domain("calo"), "open_writer", refuse)
+    body = {"n": 5, "conditions": {"energy": 1e30}, "allow_extrapolation": True, "format": "hdf5"}
+    r = client.post(URL, json=body)
+    assert r.status_code == 422
+    assert "too far outside the valid range" in r.json()["detail"]
+    assert "is not finite" in r.json()["detail"]
+    assert client.app.state.limiter.active == 0
+
+
+def test_broken_model_directory_is_503_not_500(tmp_path):
+    """A model whose files do not load is the server's problem: 503 naming the model and the reason."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from emulator.testing import make_tiny_model
+    from services.core.config import Settings
+    from services.main import create_app
+
+    model = make_tiny_model(tmp_path / "calo-broken")
+    config = json.loads((model / "config.json").read_text())
+    config["preprocessing"] = {"name": "something-else"}
+    (model / "config.json").write_text(json.dumps(config))
+    with TestClient(create_app(Settings(models_path=[tmp_path], device="cpu"))) as c:
+        r = c.post("/v1/models/calo-broken/samples", json={"n": 5})
+    assert r.status_code == 503
+    assert "this model cannot be loaded on the server" in r.json()["detail"]
+    assert "calo-broken" in r.json()["detail"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from emulator.conditions import parse_condition_text, parse_conditions
+from emulator.conditions import ConditionError, ConditionSpec, parse_condition_text, parse_conditions
 from emulator.domains import Domain
 from services.api.deps import LimiterDep, MetricsDep, SettingsDep, StoreDep, require_api_key
 from services.core.config import Settings
@@ -76,6 +77,17 @@ def _default_conditions(domain: Domain, raw: Any) -> Any:
     return filled
 
 
+def _check_representable(spec: ConditionSpec, dtype: str) -> None:
+    """Conditions are generated as float32 and returned as ``dtype``: refuse values it cannot hold."""
+    limit = float(np.finfo(np.float32 if dtype == "float32" else np.float16).max)
+    for v in spec.values:
+        numbers = [x for x in (v.value, v.low, v.high) if x is not None]
+        if v.values is not None and len(v.values):
+            numbers.append(float(np.abs(v.values).max()))
+        if any(abs(x) > limit for x in numbers):
+            raise ConditionError(f"{v.name}: values beyond +-{limit:g} cannot be represented as {dtype}")
+
+
 def _unprocessable(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
@@ -105,10 +117,11 @@ async def _serve(
     spec = parse_conditions(
         domain, _default_conditions(domain, req.raw_conditions()), req.n, req.allow_extrapolation
     )  # ConditionError -> 422
+    _check_representable(spec, dtype)
     seed = req.seed if req.seed is not None else secrets.randbits(63)
     job = SampleJob(name, sampler, req.n, spec, seed, fmt, DTYPES[dtype], file_format)
     slot = await limiter.acquire()  # Overloaded -> 429
-    return await build_response(job, request.app.state.executor, slot, metrics, settings.tmp_dir)
+    return await build_response(job, request.app.state.executor, slot, metrics, request, settings.tmp_dir)
 
 
 @router.post(
