@@ -9,7 +9,7 @@ from __future__ import annotations
 from emulator.domains.base import Condition, Domain, SampleWriter
 from emulator.domains.calo import CaloDomain
 
-__all__ = ["Condition", "Domain", "SampleWriter", "available_domains", "get_domain", "register_domain"]
+__all__ = ["Condition", "Domain", "SampleWriter", "available_domains", "get_domain", "register_domain", "unregister_domain"]
 
 _DOMAINS: dict[str, Domain] = {}
 
@@ -25,6 +25,11 @@ def register_domain(domain: Domain) -> None:
     if missing:
         raise TypeError(f"{type(domain).__name__} is not a Domain: missing {', '.join(missing)}")
     _DOMAINS[domain.name] = domain
+
+
+def unregister_domain(name: str) -> None:
+    """Remove a registered domain (tests that register temporary ones clean up with this)."""
+    _DOMAINS.pop(name, None)
 
 
 def get_domain(name: str) -> Domain:

@@ -121,7 +121,7 @@ class CaloDomain:
         "x_max": X_MAX,
         "condition_features": "log10(E_GeV) / 2",
     }
-    critic_feature_dim = 24
+    critic_feature_dim = 27
     output_activation = "relu"  # network space is >= 0 with exact zeros for empty cells
 
     def __init__(self) -> None:
@@ -158,11 +158,12 @@ class CaloDomain:
         return frac.sum(dim=1)
 
     def critic_features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """24 differentiable shower summaries of network-space ``x`` (B, 507), all O(1), in float32.
+        """27 differentiable shower summaries of network-space ``x`` (B, 507), all O(1), in float32.
 
         response; log10 layer energies / E_inc; layer fractions f_i; log10 overflow / E_inc;
         shower depth; per layer the energy-weighted centre and width along both axes
-        (units of 240 mm); per layer a soft count of lit cells. These are the quantities the
+        (units of 240 mm); per layer a soft count of lit cells; per layer E_ratio of the two
+        brightest cells. These are the quantities the
         CaloGAN/FastCaloGAN critics get as global inputs and that validation histograms.
         """
         m, lmean = self._matrices_on(x.device)
@@ -180,8 +181,21 @@ class CaloDomain:
         soft_lit = (1.0 - torch.exp(-xf.clamp_min(0.0) / _SOFT_ZERO)) @ lmean
         depth = (f[:, 1:2] + 2.0 * f[:, 2:3]) * 0.5
         overflow = lin[:, 15:16]
+        ratios = []  # E_ratio per layer from the two brightest cells (topk passes gradients to them)
+        for sl in layer_slices():
+            top2 = frac[:, sl].topk(2, dim=1).values
+            ratios.append((top2[:, 0] - top2[:, 1]) / (top2[:, 0] + top2[:, 1] + 1e-8))
         return torch.cat(
-            [e_tot, torch.log10(e_layers + 1e-6) / 3.0, f, torch.log10(overflow + 1e-6) / 3.0, depth, centres, soft_lit],
+            [
+                e_tot,
+                torch.log10(e_layers + 1e-6) / 3.0,
+                f,
+                torch.log10(overflow + 1e-6) / 3.0,
+                depth,
+                centres,
+                soft_lit,
+                torch.stack(ratios, dim=1),
+            ],
             dim=1,
         )
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emulator.conditions import parse_conditions
-from emulator.domains import Condition, available_domains, get_domain, register_domain
+from emulator.domains import Condition, available_domains, get_domain, register_domain, unregister_domain
 from emulator.domains.calo import SCALE, X_MAX
 from emulator.sampler import Sampler
 from emulator.train import train_func
@@ -82,6 +82,8 @@ def test_critic_features_match_observables(calo):
     np.testing.assert_allclose(feats[:, 4:7].detach().numpy()[:, 1], obs["f_1"], rtol=1e-4, atol=1e-6)
     (grad,) = torch.autograd.grad(feats.sum(), x)
     assert torch.isfinite(grad).all()
+    np.testing.assert_allclose(feats[:, 24:27].detach().numpy(), np.stack([obs[f"E_ratio_{i}"] for i in range(3)], 1),
+                               rtol=1e-3, atol=1e-5)  # fmt: skip
     resp = calo.energy_response(x, e.float())
     np.testing.assert_allclose(resp.detach().numpy(), obs["response"], rtol=1e-4)
 
@@ -161,7 +163,9 @@ class GaussianDomain:
 def toy_domain():
     dom = GaussianDomain()
     register_domain(dom)
-    return dom
+    yield dom
+    unregister_domain(dom.name)
+    assert "toy-gauss" not in available_domains()
 
 
 def test_toy_domain_trains_and_samples_with_the_same_code(toy_domain, tmp_path: Path):
