@@ -18,7 +18,7 @@ export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore::SyntaxWarning PYTHON=python3
 export RUN_ROOT=${RUN_ROOT:-/tmp/runs} DATA_DIR=${DATA_DIR:-/tmp/data} MODELS_DIR=${MODELS_DIR:-models}
 status=0
 scripts/train_calo.sh 2>&1 | tee "$OUT/recipe.log" || status=$?
-tar czf "$OUT/training-logs.tgz" -C "$RUN_ROOT" . --exclude='*/checkpoints' || true
+tar czf "$OUT/training-logs.tgz" --exclude='checkpoints' -C "$RUN_ROOT" . || true
 for m in "$MODELS_DIR"/calo-*; do
     [[ -f "$m/generator.safetensors" ]] && tar czf "$OUT/$(basename "$m").tgz" "$m"
 done
