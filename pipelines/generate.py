@@ -231,10 +231,25 @@ def _write_shard_task(job_dict: dict[str, Any], k: int, out: str, threads: int) 
 # --------------------------------------------------------------------------- the run
 
 
-def _prepare_shard_dir(job: GenerateJob, out: Path) -> list[int]:
-    """Create or check the shard directory; return the shards still to write."""
+def _rows_in(path: Path) -> int | None:
+    """Rows of a finished shard (every per-sample dataset has the same length); None if unreadable.
+
+    Shards are renamed into place only when complete, so a readable file with consistent
+    lengths is a finished one; this also catches files damaged after the fact.
+    """
     import h5py
 
+    lengths: set[int] = set()
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda _n, obj: lengths.add(obj.shape[0]) if isinstance(obj, h5py.Dataset) and obj.ndim else None)
+    except (OSError, KeyError, ValueError):
+        return None
+    return lengths.pop() if len(lengths) == 1 else None
+
+
+def _prepare_shard_dir(job: GenerateJob, out: Path) -> list[int]:
+    """Create or check the shard directory; return the shards still to write."""
     d = shard_dir(out)
     d.mkdir(parents=True, exist_ok=True)
     manifest = d / "manifest.json"
@@ -256,12 +271,7 @@ def _prepare_shard_dir(job: GenerateJob, out: Path) -> list[int]:
     for k in range(job.n_shards):
         path = shard_path(out, k)
         start, stop = job.shard_range(k)
-        try:
-            with h5py.File(path, "r") as f:
-                complete = int(f.attrs.get("n", -1)) == stop - start
-        except (OSError, KeyError):
-            complete = False
-        if not complete:
+        if _rows_in(path) != stop - start:
             path.unlink(missing_ok=True)
             todo.append(k)
     return todo

@@ -42,8 +42,7 @@ class BlockStream:
     ``prefix`` (e.g. an npy header) is yielded first, while the first block is already being
     generated. ``on_close()`` runs exactly once, in the event loop, after the blocking generator
     has stopped and been closed: normal end, error, or :meth:`aclose` (also before the first
-    item). ``on_chunk(block, chunk)`` runs before each block's chunk is returned. ``cancel`` is
-    set by :meth:`aclose` so a long-running ``next(blocks)`` can stop early.
+    item). ``on_chunk(block, chunk)`` runs before each block's chunk is returned.
     """
 
     def __init__(
@@ -54,7 +53,6 @@ class BlockStream:
         on_close: Callable[[], None],
         on_chunk: Callable[[Any, bytes], None] | None = None,
         prefix: bytes | None = None,
-        cancel: threading.Event | None = None,
     ) -> None:
         self._executor = executor
         self._blocks = blocks
@@ -62,7 +60,6 @@ class BlockStream:
         self._on_close = on_close
         self._on_chunk = on_chunk
         self._prefix = prefix
-        self._cancel = cancel
         self._pending: concurrent.futures.Future | None = None
         self._closed = False
         self._finished = threading.Lock()  # held once finish() has run
@@ -121,8 +118,6 @@ class BlockStream:
             return
         self._closed = True
         self._loop = asyncio.get_running_loop()
-        if self._cancel is not None:
-            self._cancel.set()
         pending, self._pending = self._pending, None
         if pending is None or pending.done():
             self._finish()

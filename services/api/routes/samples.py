@@ -15,6 +15,8 @@ from emulator.domains import Domain
 from services.api.deps import LimiterDep, MetricsDep, SettingsDep, StoreDep, require_api_key
 from services.core.config import Settings
 from services.encoders import DTYPES
+from services.limits import ConcurrencyLimiter
+from services.metrics import Metrics
 from services.responses import MEDIA_TYPES, SampleJob, build_response
 from services.schemas import MAX_SEED, DType, ErrorResponse, OutputFormat, SampleRequest, SamplesJSON
 from services.store import ModelStore
@@ -93,8 +95,15 @@ def _unprocessable(detail: str) -> HTTPException:
 
 
 async def _serve(
-    name: str, req: SampleRequest, settings: Settings, store: ModelStore, request: Request, limiter: Any, metrics: Any
+    name: str,
+    req: SampleRequest,
+    settings: Settings,
+    store: ModelStore,
+    request: Request,
+    limiter: ConcurrencyLimiter,
+    metrics: Metrics,
 ) -> Response:
+    """Validate the request against the model and the limits, take a generation slot, build the response."""
     fmt, dtype = req.format.value, req.dtype.value
     if req.n > settings.max_n:
         raise HTTPException(
