@@ -37,7 +37,9 @@ def reference_file(cache: Path, n: int, seed: int) -> Path:
     if not path.exists():
         t = time.perf_counter()
         cache.mkdir(parents=True, exist_ok=True)
-        with ShowerFileWriter(path, fmt="calogan", attrs={"particle": "e+", "seed": seed}, compression=None) as w:
+        with ShowerFileWriter(
+            path, fmt="calogan", attrs={"particle": "e+", "seed": seed}, compression=None
+        ) as w:
             for chunk in iter_showers("e+", n, "1:100", seed):
                 w.append(chunk)
         print(f"  simulated {path.name} in {time.perf_counter() - t:.0f} s (not part of the timing)")
@@ -89,7 +91,9 @@ def calibration(n: int, cache: Path) -> None:
     gen, _ = load_calo_file(reference_file(cache, n, 1))
     ref_set = showers_to_sampleset(load_calo_file(reference_file(cache, n, 2))[0])
     print(f"\ncalibration, {n:,} vs {n:,} e+ showers, default settings:")
-    print(f"  {'case':<28}{'AUC high':>10}{'AUC low':>10}{'FPD x1e3':>11}{'KPD x1e3':>11}  passed  failing checks")
+    print(
+        f"  {'case':<28}{'AUC high':>10}{'AUC low':>10}{'FPD x1e3':>11}{'KPD x1e3':>11}  passed  failing checks"
+    )
     cases = {"reference vs reference": lambda s: s, **DISTORTIONS}
     for name, distort in cases.items():
         m = validate(showers_to_sampleset(distort(gen)), ref_set, calo_spec("e+"), config=ValidationConfig())
@@ -99,13 +103,21 @@ def calibration(n: int, cache: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=100_000, help="showers per sample (default 100,000)")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/bench_validate"), help="where simulated files are kept")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/bench_validate/report"), help="report directory")
+    parser.add_argument(
+        "--cache", type=Path, default=Path("/tmp/bench_validate"), help="where simulated files are kept"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("/tmp/bench_validate/report"), help="report directory"
+    )
     parser.add_argument("--calibration", action="store_true", help="print the calibration table instead")
     args = parser.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+    )
     if args.calibration:
         calibration(args.n, args.cache)
     else:

@@ -39,6 +39,12 @@ def normalise_features(real: np.ndarray, gen: np.ndarray) -> tuple[np.ndarray, n
     return real / maxes, gen / maxes
 
 
+def _cov(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Sample covariance (ddof 1), as ``np.cov(x, rowvar=False)`` but one matmul (several times faster)."""
+    xc = x - mean
+    return np.atleast_2d(xc.T @ xc) / (len(x) - 1)
+
+
 def frechet_distance(x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> float:
     """Fréchet distance between Gaussians fitted to (N, d) ``x`` and (M, d) ``y``.
 
@@ -48,8 +54,7 @@ def frechet_distance(x: np.ndarray, y: np.ndarray, eps: float = 1e-6) -> float:
     25.0
     """
     mu1, mu2 = x.mean(axis=0), y.mean(axis=0)
-    s1 = np.atleast_2d(np.cov(x, rowvar=False))
-    s2 = np.atleast_2d(np.cov(y, rowvar=False))
+    s1, s2 = _cov(x, mu1), _cov(y, mu2)
     diff = mu1 - mu2
     with warnings.catch_warnings():  # jetnet calls sqrtm(disp=False): singular products are handled below
         warnings.simplefilter("ignore", linalg.LinAlgWarning)

@@ -173,7 +173,7 @@ def render_html(
             conditioning_heatmap(
                 m["conditioning"],
                 m["thresholds"]["values"].get("observable_mean_rel_tol"),
-                float(m["thresholds"]["values"].get("significance_sigma") or 0.0),
+                {i for c in m["checks"] if c["name"] == "observable_means" for i in c["failing_index"]},
             ),
             alt="conditioning",
         ),

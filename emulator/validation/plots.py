@@ -175,11 +175,13 @@ def response_figure(
     return fig
 
 
-def conditioning_heatmap(conditioning: dict[str, Any], tol: float | None, z: float) -> Figure:
-    """Relative mean deviation of every observable (rows) in every condition bin (columns)."""
+def conditioning_heatmap(conditioning: dict[str, Any], tol: float | None, failing: set[int]) -> Figure:
+    """Relative mean deviation of every observable (rows) in every condition bin (columns).
+
+    ``failing`` holds the flat indices (row * n_bins + bin) that fail the observable-means check.
+    """
     names = list(conditioning["observables"])
     dev = np.array([conditioning["observables"][n]["mean_dev"] for n in names], dtype=float)
-    err = np.array([conditioning["observables"][n]["mean_dev_err"] for n in names], dtype=float)
     edges = conditioning["edges"]
     fig = Figure(figsize=(11, 0.32 * len(names) + 1.6))
     ax = fig.subplots()
@@ -188,9 +190,7 @@ def conditioning_heatmap(conditioning: dict[str, Any], tol: float | None, z: flo
     for i in range(dev.shape[0]):
         for j in range(dev.shape[1]):
             v = dev[i, j]
-            bad = (
-                tol is not None and np.isfinite(v) and abs(v) > tol and abs(v) > z * np.nan_to_num(err[i, j])
-            )
+            bad = i * dev.shape[1] + j in failing
             txt = "n/a" if not np.isfinite(v) else f"{100 * v:+.1f}"
             dark = np.isfinite(v) and abs(v) > 0.6 * lim
             ax.text(j, i, txt, ha="center", va="center", fontsize=7, fontweight="bold" if bad else "normal",

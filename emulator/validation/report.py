@@ -140,11 +140,11 @@ def validate(
     rng = np.random.default_rng(cfg.seed)
     t_all = time.perf_counter()
 
-    def stage(key: str, message: str) -> float:
+    def stage(message: str) -> float:
         say(message)
         return time.perf_counter()
 
-    t = stage("observables", f"1D distances and separation power of {len(names)} observables")
+    t = stage(f"1D distances and separation power of {len(names)} observables")
     gen_obs = np.stack([np.asarray(generated.observables[n], dtype=np.float64) for n in names], axis=1)
     ref_obs = np.stack([np.asarray(reference.observables[n], dtype=np.float64) for n in names], axis=1)
     w1 = observable_w1(gen_obs, ref_obs, n_null=cfg.w1_null_draws, seed=cfg.seed)
@@ -175,7 +175,7 @@ def validate(
     hl_gen, hl_names = high_level_matrix(generated, spec, names)
     hl_ref, _ = high_level_matrix(reference, spec, names)
 
-    t = stage("distances", "sliced Wasserstein (low level) and exact EMD (high level)")
+    t = stage("sliced Wasserstein (low level) and exact EMD (high level)")
     ll_gen_sub = _subsample(generated.low_level, cfg.sliced_max_samples, rng)
     ll_ref_sub = _subsample(reference.low_level, cfg.sliced_max_samples, rng)
     swd = sliced_wasserstein(ll_gen_sub, ll_ref_sub, cfg.sliced_projections, cfg.sliced_null_draws, cfg.seed)
@@ -183,7 +183,7 @@ def validate(
     emd = exact_emd(hl_gen, hl_ref, cfg.emd_subsample, cfg.emd_repeats, cfg.seed)
     timing["distances"] = time.perf_counter() - t
 
-    t = stage("fpd", "FPD")
+    t = stage("FPD")
     n_min = min(len(hl_gen), len(hl_ref))
     fpd_min = min(cfg.fpd_min_samples, n_min)
     fpd_max = max(min(cfg.fpd_max_samples, n_min), fpd_min)
@@ -191,19 +191,19 @@ def validate(
         hl_ref, hl_gen, fpd_min, fpd_max, cfg.fpd_num_batches, cfg.fpd_num_points, seed=42 + cfg.seed
     )
     timing["fpd"] = time.perf_counter() - t
-    t = stage("kpd", "KPD")
+    t = stage("KPD")
     kpd_bs = min(cfg.kpd_batch_size, n_min)
     kpd_val, kpd_err = kpd(hl_ref, hl_gen, cfg.kpd_num_batches, kpd_bs, seed=42 + cfg.seed)
     timing["kpd"] = time.perf_counter() - t
 
     classifiers: dict[str, Any] = {}
     if cfg.classifier_high_level:
-        t = stage("classifier_high_level", f"classifier on {hl_gen.shape[1]} high-level features")
+        t = stage(f"classifier on {hl_gen.shape[1]} high-level features")
         classifiers["high_level"] = classifier_auc(hl_gen, hl_ref, cfg.classifier)
         classifiers["high_level"]["features"] = hl_names
         timing["classifier_high_level"] = time.perf_counter() - t
     if cfg.classifier_low_level:
-        t = stage("classifier_low_level", f"classifier on {generated.low_level.shape[1]} low-level values")
+        t = stage(f"classifier on {generated.low_level.shape[1]} low-level values")
         classifiers["low_level"] = classifier_auc(
             low_level_matrix(generated, spec), low_level_matrix(reference, spec), cfg.classifier
         )

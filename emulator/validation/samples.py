@@ -71,15 +71,6 @@ class SampleSet:
     def __len__(self) -> int:
         return int(self.conditions.shape[0])
 
-    def subset(self, idx: np.ndarray) -> SampleSet:
-        """The samples at ``idx`` (images are kept: they describe the whole sample)."""
-        return SampleSet(
-            self.conditions[idx],
-            self.low_level[idx],
-            {k: np.asarray(v)[idx] for k, v in self.observables.items()},
-            list(self.images),
-        )
-
 
 @dataclass(frozen=True)
 class ValidationSpec:

@@ -12,6 +12,8 @@ batches, 10 classifier epochs); metric definitions and thresholds are the shippe
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -61,7 +63,7 @@ def test_reference_vs_reference_passes(samples):
 def test_distortion_is_flagged_by_the_right_check(samples, name):
     first, reference = samples
     distorted = DISTORTIONS[name](first)
-    config = ValidationConfig(**{**FAST.__dict__, "classifier_low_level": False})
+    config = dataclasses.replace(FAST, classifier_low_level=False)
     m = validate(showers_to_sampleset(distorted), reference, calo_spec("e+"), config=config)
     assert not m["passed"]
     response_mean = _check(m, "response_mean")

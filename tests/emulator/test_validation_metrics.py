@@ -220,6 +220,10 @@ def test_per_bin_check_needs_relevant_and_significant_deviations():
     assert res["failing"] == ["a"]
     assert not res["passed"]
     assert not res["resolved"]  # bin b: 3 * 0.01 > tolerance
+    # with a spread tolerance a bin fails only if the shift is also > std_tol reference spreads
+    res = _per_bin_check("x", "", [0.02, 0.02, 0.005], [0.001, 0.001, 0.0001], 0.01, 3.0, labels, n, n,
+                         std_shift=[0.05, 0.5, 0.5], std_tol=0.1)  # fmt: skip
+    assert res["failing"] == ["b"] and res["failing_index"] == [1]
     empty = _per_bin_check(
         "x", "", [float("nan")] * 3, [float("nan")] * 3, 0.01, 3.0, labels, [0, 0, 50], [0, 0, 50]
     )
