@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.cli import CLIError
+from services.core.config import default_torch_threads
 
 __all__ = ["GenerateJob", "add_parser", "generate", "shard_dir", "write_shard"]
 
@@ -148,13 +149,20 @@ def _open_writer(domain: Any, path: Path, fmt: str, attrs: dict, compression: st
     return domain.open_writer(path, fmt, attrs)
 
 
-def _prefetched(blocks: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Run ``blocks`` in a background thread, ``depth`` items ahead (generation overlaps writing)."""
+def _prefetched(blocks: Iterator[Any], depth: int = 2, threads: int | None = None) -> Iterator[Any]:
+    """Run ``blocks`` in a background thread, ``depth`` items ahead (generation overlaps writing).
+
+    ``threads`` sets torch's CPU threads in that thread (the setting is per calling thread).
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
 
     def produce() -> None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         try:
             for item in blocks:
                 while not stop.is_set():
@@ -202,12 +210,8 @@ def write_shard(
     job: GenerateJob, k: int, out: Path, progress: Callable[[int], None] | None = None, threads: int | None = None
 ) -> int:
     """Write shard ``k`` of ``job`` atomically (or the whole output when unsharded); returns its rows."""
-    import torch
-
     from emulator.sampler import BLOCK_SIZE
 
-    if threads:
-        torch.set_num_threads(threads)
     sampler, spec = _load(job)
     start, stop = job.shard_range(k)
     target = out if job.n_shards == 1 else shard_path(out, k)
@@ -215,9 +219,9 @@ def write_shard(
     if job.n_shards > 1:
         attrs |= {"shard": k, "first_row": start}
     blocks = sampler.iter_blocks(job.n, spec, job.seed, start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
-    with _open_writer(sampler.domain, target, job.file_format, attrs, job.compression, job.compression_explicit) as writer:
-        for block in _prefetched(blocks):
-            writer.append(block.conditions, block.samples)
+    with _open_writer(sampler.domain, target, job.file_format, attrs, job.compression, job.compression_explicit) as w:
+        for block in _prefetched(blocks, threads=threads):
+            w.append(block.conditions, block.samples)
             if progress is not None:
                 progress(len(block.conditions))
     return stop - start
@@ -311,9 +315,9 @@ def write_virtual_file(job: GenerateJob, out: Path) -> None:
         raise
 
 
-def _run_local(job: GenerateJob, out: Path, todo: list[int], bar: Any) -> None:
+def _run_local(job: GenerateJob, out: Path, todo: list[int], bar: Any, threads: int | None) -> None:
     for k in todo:
-        write_shard(job, k, out, progress=bar.update)
+        write_shard(job, k, out, progress=bar.update, threads=threads)
 
 
 def _run_pool(job: GenerateJob, out: Path, todo: list[int], bar: Any, workers: int) -> None:
@@ -339,8 +343,19 @@ def _run_ray(job: GenerateJob, out: Path, todo: list[int], bar: Any, workers: in
         bar.update(ray.get(done[0]))
 
 
-def generate(job: GenerateJob, out: Path, workers: int = 1, backend: str = "process", quiet: bool = False) -> Path:
-    """Write ``job`` to ``out`` (sharded with a virtual top-level file when N exceeds one shard)."""
+def generate(
+    job: GenerateJob,
+    out: Path,
+    workers: int = 1,
+    backend: str = "process",
+    quiet: bool = False,
+    torch_threads: int | None = None,
+) -> Path:
+    """Write ``job`` to ``out`` (sharded with a virtual top-level file when N exceeds one shard).
+
+    ``torch_threads`` applies to single-process runs (None: leave torch's setting); parallel
+    workers split the cores between them.
+    """
     from tqdm import tqdm
 
     out = Path(out)
@@ -356,7 +371,7 @@ def generate(job: GenerateJob, out: Path, workers: int = 1, backend: str = "proc
         if done_rows and not quiet:
             bar.write(f"resuming: {job.n_shards - len(todo)} of {job.n_shards} shards already complete")
         if workers <= 1 or len(todo) <= 1:
-            _run_local(job, out, todo, bar)
+            _run_local(job, out, todo, bar, torch_threads)
         elif backend == "ray":
             _run_ray(job, out, todo, bar, workers)
         else:
@@ -408,6 +423,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("process", "ray"), default="process", help="how --workers run")
     p.add_argument("--models-path", action="append", default=None, metavar="DIR", help="model search path (repeatable)")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, ...")
+    p.add_argument(
+        "--torch-threads", type=int, default=None,
+        help="torch CPU threads with --workers 1 (default: all cores but one, which HDF5 writing needs)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -479,7 +498,8 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("--backend ray needs Ray: pip install -e '.[ray]' (or use --backend process)")
     job = job_from_args(args)
     t0 = time.perf_counter()
-    out = generate(job, args.out, workers=args.workers, backend=args.backend, quiet=args.quiet)
+    threads = args.torch_threads or default_torch_threads()
+    out = generate(job, args.out, workers=args.workers, backend=args.backend, quiet=args.quiet, torch_threads=threads)
     dt = time.perf_counter() - t0
     print(f"wrote {job.n} samples of {job.model} (seed {job.seed}) to {out} in {dt:.1f} s")
     return 0

@@ -12,6 +12,7 @@ import importlib.util
 import os
 
 from pipelines.cli import CLIError
+from services.core.config import default_torch_threads
 
 __all__ = ["add_parser", "run"]
 
@@ -41,6 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--device", default=None, help="torch device: auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--max-concurrent", type=int, default=None, help="generations at once (default 2)")
+    p.add_argument(
+        "--torch-threads", type=int, default=None,
+        help="torch CPU threads (default: all cores but one, which the HTTP transport needs)",
+    )  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 
@@ -58,6 +63,10 @@ def _env_overrides(args: argparse.Namespace) -> dict[str, str]:
         env["EMULATOR_DEVICE"] = args.device
     if args.max_concurrent is not None:
         env["EMULATOR_MAX_CONCURRENT"] = str(args.max_concurrent)
+    if args.torch_threads is not None:
+        env["EMULATOR_TORCH_THREADS"] = str(args.torch_threads)
+    elif "EMULATOR_TORCH_THREADS" not in os.environ:
+        env["EMULATOR_TORCH_THREADS"] = str(default_torch_threads())
     return env
 
 

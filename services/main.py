@@ -10,6 +10,7 @@ import concurrent.futures
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import torch
 from fastapi import FastAPI
 
 from services.api.main import api_router
@@ -30,9 +31,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     def new_executor() -> concurrent.futures.ThreadPoolExecutor:
-        # One worker thread per generation slot, plus one for a generation still finishing after a disconnect.
+        # One worker thread per generation slot, plus one for a generation still finishing after a
+        # disconnect. Torch's CPU thread count is per calling thread (OpenMP), so it is set in each worker.
+        threads = settings.torch_threads
         return concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.max_concurrent + 1, thread_name_prefix="generate"
+            max_workers=settings.max_concurrent + 1,
+            thread_name_prefix="generate",
+            initializer=torch.set_num_threads if threads else None,
+            initargs=(threads,) if threads else (),
         )
 
     @asynccontextmanager
