@@ -36,6 +36,7 @@ from emulator.registry import list_models, load_sampler  # noqa: E402
 from emulator.testing import make_tiny_model  # noqa: E402
 from pipelines.generate import DEFAULT_COMPRESSION, GenerateJob, generate  # noqa: E402
 from services.client import EmulatorClient  # noqa: E402
+from services.core.config import default_torch_threads  # noqa: E402
 
 CONDITIONS = {"energy": {"uniform": [1.0, 100.0]}}
 
@@ -69,10 +70,10 @@ def bench_inprocess(name: str, paths: list[Path] | None, n: int, device: str) ->
 class Server:
     """``emulator serve`` in a child process."""
 
-    def __init__(self, paths: list[Path] | None, device: str) -> None:
+    def __init__(self, paths: list[Path] | None, device: str, threads: int) -> None:
         self.port = free_port()
         cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(self.port), "--device", device,
-               "--log-level", "warning"]  # fmt: skip
+               "--log-level", "warning", "--torch-threads", str(threads)]  # fmt: skip
         for p in paths or []:
             cmd += ["--models-path", str(p)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -112,7 +113,9 @@ def bench_curl(server: Server, name: str, n: int, dtype: str) -> float:
     return float(out[2])
 
 
-def bench_pipeline(name: str, paths: list[Path] | None, n: int, device: str, workdir: Path) -> tuple[float, int, str]:
+def bench_pipeline(
+    name: str, paths: list[Path] | None, n: int, device: str, workdir: Path, threads: int
+) -> tuple[float, int, str]:
     from emulator.registry import get_model
 
     job = GenerateJob(
@@ -122,7 +125,7 @@ def bench_pipeline(name: str, paths: list[Path] | None, n: int, device: str, wor
     )  # fmt: skip
     out = workdir / "pipeline" / "out.h5"
     t0 = time.perf_counter()
-    generate(job, out, quiet=True)
+    generate(job, out, quiet=True, torch_threads=threads)
     dt = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in out.parent.rglob("*.h5"))
     import h5py
@@ -216,9 +219,13 @@ def main() -> None:
     ap.add_argument("--pipeline-n", type=int, default=2_000_000, help="samples for (c); the issue's figure is 10M")
     ap.add_argument("--device", default="auto", help="torch device (auto: CUDA when available)")
     ap.add_argument("--transport", action="store_true", help="also measure raw loopback GB/s per HTTP library")
+    ap.add_argument("--torch-threads", type=int, default=default_torch_threads(),
+                    help="torch CPU threads everywhere (default, as serve and generate: all cores but one)")  # fmt: skip
     args = ap.parse_args()
 
     import torch
+
+    torch.set_num_threads(args.torch_threads)  # (a) in this thread; the server and pipeline get the same
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-service-"))
     try:
@@ -226,34 +233,38 @@ def main() -> None:
         device = args.device
         print(f"model: {note}")
         print(f"device: {device} (resolved: {load_sampler(name, device=device, search_paths=paths).device}), "
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+              f"torch {torch.__version__}, {args.torch_threads} torch threads, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f} (other work on the machine skews the ratios)")  # fmt: skip
-        rows: list[tuple[str, int, float, str]] = []
+        # Other work on a shared machine changes the speed from minute to minute, so every (b) and (c)
+        # measurement is paired with an (a) measurement taken just before it; ratios are per pair.
+        rows: list[tuple[str, int, float, float]] = []  # (what, n, seconds, in-process rate of its pair)
 
-        t_a = min(bench_inprocess(name, paths, args.inprocess_n, device) for _ in range(2))
-        rate_a = args.inprocess_n / t_a
-        rows.append(("(a) in-process iter_blocks", args.inprocess_n, t_a, ""))
+        def inprocess(n: int) -> float:
+            t = bench_inprocess(name, paths, n, device)
+            rows.append(("(a) in-process iter_blocks", n, t, n / t))
+            return n / t
 
-        server = Server(paths, device)
+        inprocess(args.inprocess_n)
+        server = Server(paths, device, args.torch_threads)
         try:
             bench_client(server, name, 20_000, "float32")  # warm-up: model load, first request
             for dtype in ("float32", "float16"):
-                t = bench_client(server, name, args.http_n, dtype)
-                rows.append((f"(b) HTTP client {dtype}", args.http_n, t, "b/a"))
-                t = bench_curl(server, name, args.http_n, dtype)
-                rows.append((f"(b) HTTP curl {dtype}", args.http_n, t, "b/a"))
+                for label, fn in (("client", bench_client), ("curl", bench_curl)):
+                    rate_a = inprocess(args.inprocess_n)
+                    rows.append((f"(b) HTTP {label} {dtype}", args.http_n, fn(server, name, args.http_n, dtype), rate_a))
         finally:
             server.close()
 
-        t_c, size, compression = bench_pipeline(name, paths, args.pipeline_n, device, workdir)
+        rate_a = inprocess(args.inprocess_n)
+        t_c, size, compression = bench_pipeline(name, paths, args.pipeline_n, device, workdir, args.torch_threads)
         rows.append((f"(c) pipeline HDF5 ({compression}, {size / args.pipeline_n:.0f} B/shower)",
-                     args.pipeline_n, t_c, "c/a"))  # fmt: skip
+                     args.pipeline_n, t_c, rate_a))  # fmt: skip
 
-        print(f"\n{'what':<46} {'n':>10} {'seconds':>8} {'showers/s':>11} {'M/min':>7} {'ratio to (a)':>13}")
-        for label, n, t, ratio in rows:
+        print(f"\n{'what':<46} {'n':>10} {'seconds':>8} {'showers/s':>11} {'M/min':>7} {'vs (a) just before':>19}")
+        for label, n, t, rate_a in rows:
             rate = n / t
-            r = f"{ratio} = {rate / rate_a:5.2f}" if ratio else ""
-            print(f"{label:<46} {n:>10} {t:>8.2f} {rate:>11.0f} {rate * 60 / 1e6:>7.2f} {r:>13}")
+            ratio = "" if label.startswith("(a)") else f"{label[1]}/a = {rate / rate_a:5.2f}"
+            print(f"{label:<46} {n:>10} {t:>8.2f} {rate:>11.0f} {rate * 60 / 1e6:>7.2f} {ratio:>19}")
 
         if args.transport:
             print("\nraw loopback transfer into a fresh numpy buffer (GB/s, best of 3):")
