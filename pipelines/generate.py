@@ -20,7 +20,8 @@ to the HTTP API and Python client with the same seed). ``OUT.h5`` is written las
 Parallelism: ``--workers N`` writes shards in N local processes (each with cpu_count/N torch
 threads), or as Ray tasks with ``--backend ray`` (``pip install -e .[ray]``; connects to the
 cluster in ``RAY_ADDRESS`` or starts a local one). In a single process, generation (torch,
-which releases the GIL) runs in a background thread while the main thread writes HDF5.
+which releases the GIL) runs in a background thread with all cores but one (``--torch-threads``)
+while the main thread writes HDF5.
 
 Compression (``--compression``), measured on the 2-core development machine writing reference
 e+ showers (82% zero cells) through the calo writer: ``none`` 257k showers/s (522 MB/s), any
@@ -40,7 +41,6 @@ import inspect
 import json
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,7 +58,6 @@ __all__ = ["GenerateJob", "add_parser", "generate", "shard_dir", "write_shard"]
 DEFAULT_SHARD_ROWS = 32 * 8192  # 262,144 rows: about 0.5 GB of calo showers before compression
 COMPRESSIONS = ("none", "lzf", "gzip")
 DEFAULT_COMPRESSION = "none"  # the only one faster than generation on a 2-core CPU (see module docstring)
-_SHARD_RE = re.compile(r"^shard-(\d{5})\.h5$")
 
 HELP = """\
 Generate N samples from a model into HDF5 (CaloGAN or CaloChallenge for calo models).
