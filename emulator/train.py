@@ -86,7 +86,7 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA decay of the exported generator weights
     # -- architecture --------------------------------------------------------------------------
     latent_dim: int = 128  # generator latent size
-    g_hidden: tuple[int, ...] = field(default=(512, 512, 512))  # generator hidden widths (~1.7 MFLOP/shower)
+    g_hidden: tuple[int, ...] = field(default=(512, 1024, 1024))  # generator hidden widths (2.2M params)
     g_layer_norm: bool = True  # LayerNorm in the generator
     d_hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # critic hidden widths
     d_layer_norm: bool = False  # LayerNorm in the critic (never BatchNorm)

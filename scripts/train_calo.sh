@@ -20,10 +20,10 @@ fi
 N_TRAIN=${N_TRAIN:-200000}        # training showers per particle
 WORKERS=${WORKERS:-16}            # simulation processes
 STEPS=${STEPS:-100000}            # generator updates per model (upper bound; see TRAIN_SECONDS)
-TRAIN_SECONDS=${TRAIN_SECONDS:-300}  # wall-clock budget per model; 0 = run exactly STEPS (bit-reproducible)
+TRAIN_SECONDS=${TRAIN_SECONDS:-260}  # wall-clock budget per model; 0 = run exactly STEPS (bit-reproducible)
 BATCH=${BATCH:-1024}              # batch size
-ENERGY_WEIGHT=${ENERGY_WEIGHT:-20}  # energy-consistency term weight
-VAL_EVERY=${VAL_EVERY:-1000}      # quick validation / best-model export interval
+ENERGY_WEIGHT=${ENERGY_WEIGHT:-1.0}  # energy-consistency term weight
+VAL_EVERY=${VAL_EVERY:-2000}      # quick validation / best-model export interval
 SEED=${SEED:-1}                   # base seed: data seed is SEED*100+k, training seed is SEED
 PARTICLES=${PARTICLES:-"e+ gamma pi+"}
 CONCURRENT=${CONCURRENT:-1}       # 1: train all particles at once on the one GPU

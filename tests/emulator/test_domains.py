@@ -82,8 +82,6 @@ def test_critic_features_match_observables(calo):
     np.testing.assert_allclose(feats[:, 4:7].detach().numpy()[:, 1], obs["f_1"], rtol=1e-4, atol=1e-6)
     (grad,) = torch.autograd.grad(feats.sum(), x)
     assert torch.isfinite(grad).all()
-    np.testing.assert_allclose(feats[:, 24:27].detach().numpy(), np.stack([obs[f"E_ratio_{i}"] for i in range(3)], 1),
-                               rtol=1e-3, atol=1e-5)  # fmt: skip
     resp = calo.energy_response(x, e.float())
     np.testing.assert_allclose(resp.detach().numpy(), obs["response"], rtol=1e-4)
 
