@@ -50,9 +50,9 @@ def timing_table(timing: dict[str, float]) -> str:
     """Stage times with their share of the total, largest first."""
     total = timing["total"]
     rows = sorted(((k, v) for k, v in timing.items() if k != "total"), key=lambda kv: -kv[1])
-    lines = [f"  {'stage':<24}{'seconds':>9}{'share':>8}"]
-    lines += [f"  {k:<24}{v:>9.1f}{v / total:>8.1%}" for k, v in rows]
-    lines.append(f"  {'total':<24}{total:>9.1f}{1:>8.0%}")
+    lines = [f"  {'stage':<30}{'seconds':>9}{'share':>8}"]
+    lines += [f"  {k:<30}{v:>9.1f}{v / total:>8.1%}" for k, v in rows]
+    lines.append(f"  {'total':<30}{total:>9.1f}{1:>8.0%}")
     return "\n".join(lines)
 
 

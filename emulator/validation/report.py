@@ -166,8 +166,7 @@ def validate(
     timing["observables"] = time.perf_counter() - t
 
     t = stage(
-        "conditioning",
-        f"conditioning checks in {cfg.n_condition_bins} bins of {spec.condition_names[spec.binned_condition]}",
+        f"conditioning checks in {cfg.n_condition_bins} bins of {spec.condition_names[spec.binned_condition]}"
     )
     conditioning = conditioning_table(generated, reference, spec, cfg.n_condition_bins)
     timing["conditioning"] = time.perf_counter() - t

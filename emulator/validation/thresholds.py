@@ -122,6 +122,7 @@ def _per_bin_check(
     n_ref: list[int],
     std_shift: list[float] | None = None,
     std_tol: float | None = None,
+    ref_rel_spread: list[float] | None = None,
 ) -> dict[str, Any]:
     """Fail bins whose |dev| is > tol and > z * err (and |std_shift| > std_tol when given);
     bins empty in both samples are skipped.
@@ -135,8 +136,12 @@ def _per_bin_check(
     skipped = (n_g < 2) & (n_r < 2)
     absdev = np.where(np.isnan(dev_a), np.inf, np.abs(dev_a))
     failing = ~skipped & (absdev > tol) & (absdev > z * err_a)
+    effective_tol = np.full(absdev.shape, tol)
     if std_shift is not None and std_tol is not None:
         failing &= ~(np.abs(np.asarray(std_shift, dtype=np.float64)) <= std_tol)
+        if ref_rel_spread is not None:  # the relative deviation a bin tolerates through std_tol
+            spread = np.nan_to_num(np.asarray(ref_rel_spread, dtype=np.float64), nan=0.0, posinf=0.0)
+            effective_tol = np.maximum(effective_tol, std_tol * spread)
     checked = np.flatnonzero(~skipped)
     worst = int(checked[np.argmax(absdev[checked])]) if checked.size else None
     return {
@@ -150,7 +155,7 @@ def _per_bin_check(
         "failing_index": np.flatnonzero(failing).tolist(),
         "skipped": [labels[i] for i in np.flatnonzero(skipped)],
         "passed": bool(checked.size) and not bool(failing.any()),
-        "resolved": bool(np.all(z * err_a[~skipped] < tol)),
+        "resolved": bool(np.all(z * err_a[~skipped] < effective_tol[~skipped])),
     }
 
 
@@ -227,18 +232,19 @@ def evaluate_checks(
     tol = c["observable_mean_rel_tol"]
     std_tol = c["observable_mean_std_tol"]
     if tol is not None:
-        dev, err, shift, labels = [], [], [], []
+        dev, err, shift, spread, labels = [], [], [], [], []
         for name, rows in table.items():
             dev += rows["mean_dev"]
             err += rows["mean_dev_err"]
             shift += rows["std_shift"]
+            spread += rows["rel_spread_ref"]
             labels += [f"{name}, {b}" for b in bin_labels]
         either = f" or {std_tol:g} of its spread" if std_tol is not None else ""
         checks.append(
             _per_bin_check(
                 "observable_means",
                 f"mean of every observable within {tol:.0%} of the reference{either} in every {cond['condition']} bin",
-                dev, err, tol, z, labels, n_g * len(table), n_r * len(table), shift, std_tol,
+                dev, err, tol, z, labels, n_g * len(table), n_r * len(table), shift, std_tol, spread,
             )
         )  # fmt: skip
     return checks
