@@ -20,6 +20,15 @@ What one run does:
    RNG states, config; see ``emulator.checkpoint``); ``resume=True`` continues bit-exactly.
 
 Seeds fix everything: the data split, initial weights, batches, noise and interpolates.
+
+Data parallelism (``emulator.distributed`` runs this function on N Ray Train workers): with
+``rank``/``world_size`` every rank builds the same initial weights and the same data split,
+draws ``batch_size / world_size`` samples per batch from its own streams (rank 0 keeps the
+single-process streams; rank r > 0 seeds from (seed, rank, start step)), and ``setup_hook(gan)``
+makes the ranks average their gradients before every optimizer step. So ``batch_size`` is the
+effective batch and the learning rates mean what they mean in one process. Only rank 0
+validates, exports and writes logs and checkpoints; the other ranks call ``checkpoint_hook``
+with ``None`` at the same steps, so a launcher can keep them in lockstep.
 """
 
 from __future__ import annotations
@@ -389,20 +398,34 @@ def _rng_tensors(index_gen: torch.Generator, device: torch.device) -> dict[str, 
     return t
 
 
+def _rank_seed(seed: int, rank: int, step: int) -> int:
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
 def train_func(
     config: TrainConfig | Mapping[str, Any],
     *,
     report: Callable[[dict], None] | None = None,
-    checkpoint_hook: Callable[[Path, dict], None] | None = None,
+    checkpoint_hook: Callable[[Path | None, dict], None] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    setup_hook: Callable[[GANStep], None] | None = None,
+    resume_from: Path | None = None,
 ) -> dict:
     """Train one emulator; returns a summary (best score and step, steps, seconds, paths).
 
     ``report(metrics)`` is called at every log step and ``checkpoint_hook(path, metrics)``
-    after every checkpoint; both are optional (Ray Train's only touch points).
+    after every checkpoint; both are optional (Ray Train's only touch points). ``rank``,
+    ``world_size`` and ``setup_hook`` are for data-parallel launchers (see the module
+    docstring); ``resume_from`` resumes from that checkpoint directory instead of run_dir's newest.
     """
     cfg = load_config(config)
     if not cfg.out:
         raise ConfigError("no output model directory: set `out` (--out DIR)")
+    if cfg.batch_size % world_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} must be a multiple of the {world_size} workers")
+    main = rank == 0  # only rank 0 validates, exports and writes logs and checkpoints
+    rank_batch = cfg.batch_size // world_size
     domain = get_domain(cfg.domain)
     device = resolve_device(cfg.device)
     run_dir = Path(cfg.run_dir)
@@ -419,13 +442,13 @@ def train_func(
         gen, critic, domain,
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), n_critic=cfg.n_critic,
         gp_lambda=cfg.gp_lambda, energy_weight=cfg.energy_weight, n_energy_bins=cfg.n_energy_bins,
-        use_critic_features=cfg.critic_features, amp=cfg.amp, cuda_graph=cfg.cuda_graph,
+        use_critic_features=cfg.critic_features, amp=cfg.amp, cuda_graph=cfg.cuda_graph and world_size == 1,
     )  # fmt: skip
     index_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
     n_train = data.x.shape[0]
 
     start_step, best_score, best_step, elapsed_before = 0, math.inf, 0, 0.0
-    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
+    ckpt = resume_from or (latest_checkpoint(run_dir) if cfg.resume else None)
     if ckpt is not None:
         tensors, state = load_checkpoint(ckpt, device="cpu")
         for prefix, module in (("generator", gen), ("ema", ema), ("critic", critic)):
@@ -440,30 +463,35 @@ def train_func(
             torch.cuda.set_rng_state(tensors["rng.torch_cuda"], device)
         start_step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
         elapsed_before = state["elapsed_s"]
-        if metrics_path.exists():  # drop records written after the checkpoint
+        if main and metrics_path.exists():  # drop records written after the checkpoint
             keep = [
                 ln
                 for ln in metrics_path.read_text().splitlines()
                 if ln and json.loads(ln)["step"] <= start_step
             ]
             metrics_path.write_text("".join(ln + "\n" for ln in keep))
-    elif metrics_path.exists():
+    elif main and metrics_path.exists():
         metrics_path.unlink()
+    if rank > 0:  # own batches and noise (rank 0 keeps the single-process streams)
+        torch.manual_seed(_rank_seed(cfg.seed, rank, start_step))
+        index_gen.manual_seed(_rank_seed(cfg.seed + 1, rank, start_step))
+    if setup_hook:
+        setup_hook(gan)
 
     def next_batch() -> Batch:
         if gan.cuda_graph:  # captured into the graph: indices must come from the device RNG
-            idx = torch.randint(n_train, (cfg.batch_size,), device=device)
+            idx = torch.randint(n_train, (rank_batch,), device=device)
         else:
-            idx = torch.randint(n_train, (cfg.batch_size,), generator=index_gen).to(device)
+            idx = torch.randint(n_train, (rank_batch,), generator=index_gen).to(device)
         return Batch(data.x[idx], data.conditions[idx], data.features[idx])
 
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     pbar = tqdm(
-        total=cfg.steps, initial=start_step, disable=not cfg.progress, desc=cfg.name, dynamic_ncols=True
+        total=cfg.steps, initial=start_step, disable=not (cfg.progress and main), desc=cfg.name, dynamic_ncols=True
     )
-    log = metrics_path.open("a")
+    log = metrics_path.open("a") if main else open(os.devnull, "w")
     last: dict[str, Any] = {}
 
     def elapsed() -> float:
@@ -484,7 +512,7 @@ def train_func(
                 )
                 if report:
                     report(last)
-            if (step % cfg.val_every == 0 or final) and len(data.val_conditions):
+            if (step % cfg.val_every == 0 or final) and len(data.val_conditions) and main:
                 gen_samples = _generate(ema, domain, data.val_conditions, cfg.seed + 12345, device)
                 score, per = quick_validation_score(
                     domain, domain.observables(gen_samples, data.val_conditions), data.val_observables
@@ -504,7 +532,10 @@ def train_func(
                 pbar.write(f"step {step}: quick-val score {score:.4f} (best {best_score:.4f} at {best_step})")
                 if report:
                     report(rec)
-            if step % cfg.checkpoint_every == 0 or final:
+            if (step % cfg.checkpoint_every == 0 or final) and not main:
+                if checkpoint_hook:
+                    checkpoint_hook(None, {"step": step, "best_score": best_score})
+            elif step % cfg.checkpoint_every == 0 or final:
                 tensors: dict[str, torch.Tensor] = {}
                 for prefix, module in (("generator", gen), ("ema", ema), ("critic", critic)):
                     tensors.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
@@ -524,14 +555,14 @@ def train_func(
     finally:
         pbar.close()
         log.close()
-    if not len(data.val_conditions) and start_step < cfg.steps:
+    if main and not len(data.val_conditions) and start_step < cfg.steps:
         export_model(
             cfg.out,
             ema,
             domain,
             _card(cfg, domain, ema, data, {"step": cfg.steps, "hardware": _hardware(device)}),
         )
-    if metrics_path.exists() and metrics_path.stat().st_size:
+    if main and metrics_path.exists() and metrics_path.stat().st_size:
         _write_loss_curve(metrics_path, run_dir / "loss_curve.png")
     return {
         "best_score": best_score,
