@@ -86,7 +86,7 @@ def test_checkpoints_are_rotated_and_latest_is_tracked(tmp_path):
 def test_model_trained_with_other_preprocessing_is_refused(tmp_path):
     path = make_tiny_model(tmp_path / "tiny")
     cfg = json.loads((path / "config.json").read_text())
-    cfg["preprocessing"]["scale"] = 1e-4
+    cfg["preprocessing"]["scale"] *= 100  # any other value than the current one
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InvalidModelDir, match="trained with preprocessing"):
         load_model_dir(path)
