@@ -30,6 +30,13 @@ examples:
   emulator train calo --particle e+ --data data/eplus.h5 --out models/calo-eplus --steps 20000
   emulator train calo --particle e+ --data data/eplus.h5 --out models/calo-eplus --resume
   emulator train calo --data tiny.h5 --out /tmp/m --steps 10 --set g_hidden=32,32 --set val_every=5
+
+on a Ray cluster (pip install -e '.[ray]'; see emulator/distributed.py): --workers N runs N
+data-parallel Ray Train workers; --batch-size stays the effective batch (each worker draws
+batch-size/N), so results mean the same as in one process. A killed worker is recovered from
+the last checkpoint (--set checkpoint_every=... sets how often; up to --max-failures times).
+  emulator train calo --data data/eplus.h5 --out models/calo-eplus --workers 2
+  emulator train calo --data /shared/eplus.h5 --out /shared/m --workers 8 --gpus-per-worker 1 --address auto
 """
 
 # flag dest -> config key (only flags the user actually gave override the config)
@@ -65,6 +72,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)"
     )
+    ray = p.add_argument_group("Ray Train (distributed)")
+    ray.add_argument("--workers", type=int, default=0, help="Ray Train workers (default 0: train in this process)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (default 0: CPU)")
+    ray.add_argument("--cpus-per-worker", type=int, default=1, help="CPU cores (torch threads) per worker")
+    ray.add_argument("--address", help="Ray cluster: auto, ray://HOST:10001 (default $RAY_ADDRESS or a local one)")
+    ray.add_argument("--max-failures", type=int, default=2, help="worker failures to recover from")
     p.add_argument("--config", type=Path, help="JSON file of settings (applied before the flags)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting; repeatable")
     p.set_defaults(func=run)
@@ -92,7 +105,19 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(None, args.config, overrides)
         if not cfg.data or not cfg.out:
             raise CLIError("both --data and --out are required (or set them in --config)")
-        summary = train_func(cfg)
+        if args.workers:
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise CLIError("--workers needs Ray: pip install -e '.[ray]' (or train without --workers)")
+            from emulator.distributed import train_distributed
+
+            summary = train_distributed(
+                cfg, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                cpus_per_worker=args.cpus_per_worker, address=args.address, max_failures=args.max_failures,
+            )  # fmt: skip
+        else:
+            summary = train_func(cfg)
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
     print(json.dumps(summary, default=str))
