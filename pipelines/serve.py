@@ -25,6 +25,12 @@ Binds to 127.0.0.1 by default. Binding to another address requires API keys
 example (a million 1-100 GeV positron showers as .npy):
   emulator serve --port 8000 &
   curl -o showers.npy 'http://127.0.0.1:8000/v1/models/calo-eplus/samples?n=1000000&energy=1:100&seed=1'
+
+on Ray Serve (pip install -e '.[ray]'; see services/ray_serve.py): --ray --replicas N runs the
+same app as N Serve replicas behind Serve's HTTP proxy (one GPU each when the cluster has them);
+--address auto or ray://HOST:10001 joins a running cluster. Serve's proxy moves large responses
+several times slower than uvicorn: prefer plain `emulator serve` for bulk sample downloads.
+  emulator serve --ray --replicas 2 --port 8000
 """
 
 
@@ -47,6 +53,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="torch CPU threads (default: all cores but one, which the HTTP transport needs)",
     )  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    ray = p.add_argument_group("Ray Serve")
+    ray.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead of uvicorn")
+    ray.add_argument("--replicas", type=int, default=1, help="Serve replicas (default 1; each loads the models)")
+    ray.add_argument("--address", default=None, help="Ray cluster: auto, ray://HOST:10001 (default: $RAY_ADDRESS or local)")
     p.set_defaults(func=run)
 
 
@@ -87,6 +97,15 @@ def run(args: argparse.Namespace) -> int:
     from services.main import create_app
 
     names = create_app(settings).state.store.names()  # fail early on a broken models path
+    if args.ray:
+        if args.replicas < 1:
+            raise CLIError(f"--replicas must be >= 1, got {args.replicas}")
+        if importlib.util.find_spec("ray") is None:
+            raise CLIError("--ray needs Ray: pip install -e '.[ray]' (or serve without --ray)")
+        from services.ray_serve import serve_forever
+
+        serve_forever(replicas=args.replicas, host=settings.host, port=settings.port, address=args.address)
+        return 0
     print(f"serving {len(names)} model(s): {', '.join(names) or 'none'} on http://{settings.host}:{settings.port}")
     uvicorn.run(
         "services.main:create_app",
