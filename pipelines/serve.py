@@ -56,6 +56,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ray = p.add_argument_group("Ray Serve")
     ray.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead of uvicorn")
     ray.add_argument("--replicas", type=int, default=1, help="Serve replicas (default 1; each loads the models)")
+    ray.add_argument(
+        "--gpus-per-replica", type=float, default=None,
+        help="GPUs per replica (default: 1 if the cluster has a GPU per replica now, else 0)",
+    )  # fmt: skip
     ray.add_argument("--address", default=None, help="Ray cluster: auto, ray://HOST:10001 (default: $RAY_ADDRESS or local)")
     p.set_defaults(func=run)
 
@@ -104,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("--ray needs Ray: pip install -e '.[ray]' (or serve without --ray)")
         from services.ray_serve import serve_forever
 
-        serve_forever(replicas=args.replicas, host=settings.host, port=settings.port, address=args.address)
+        serve_forever(
+            replicas=args.replicas, host=settings.host, port=settings.port, address=args.address,
+            gpus_per_replica=args.gpus_per_replica,
+        )  # fmt: skip
         return 0
     print(f"serving {len(names)} model(s): {', '.join(names) or 'none'} on http://{settings.host}:{settings.port}")
     uvicorn.run(
