@@ -47,13 +47,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pick_model(workdir: Path) -> tuple[str, list[Path] | None, str]:
-    """(name, search paths, note): a shipped calo model, else a tiny test model in ``workdir``."""
-    shipped = [m for m in list_models() if m.domain == "calo"]
-    if shipped:
+def pick_model(workdir: Path, wanted: str | None) -> tuple[str, list[Path] | None, str]:
+    """(name, search paths, note): ``wanted``, else a shipped calo model, else a tiny test model in ``workdir``."""
+    shipped = [m for m in list_models() if m.domain == "calo" and wanted in (None, m.name)]
+    if wanted and wanted != "tiny" and not shipped:
+        raise SystemExit(f"no shipped calo model called {wanted!r}")
+    if shipped and wanted != "tiny":
         return shipped[0].name, None, f"shipped model {shipped[0].name} {shipped[0].version}"
     make_tiny_model(workdir / "calo-tiny")
-    return "calo-tiny", [workdir], "calo-tiny: UNTRAINED TINY TEST MODEL (no shipped calo model found)"
+    why = "asked for" if wanted == "tiny" else "no shipped calo model found"
+    return "calo-tiny", [workdir], f"calo-tiny: UNTRAINED TINY TEST MODEL ({why}; much faster than a trained one)"
 
 
 def bench_inprocess(name: str, paths: list[Path] | None, n: int, device: str) -> float:
@@ -218,6 +221,7 @@ def main() -> None:
     ap.add_argument("--http-n", type=int, default=1_000_000, help="samples per HTTP request for (b)")
     ap.add_argument("--pipeline-n", type=int, default=2_000_000, help="samples for (c); the issue's figure is 10M")
     ap.add_argument("--device", default="auto", help="torch device (auto: CUDA when available)")
+    ap.add_argument("--model", default=None, help="shipped model name, or 'tiny' (default: the first shipped calo model)")
     ap.add_argument("--transport", action="store_true", help="also measure raw loopback GB/s per HTTP library")
     ap.add_argument("--torch-threads", type=int, default=default_torch_threads(),
                     help="torch CPU threads everywhere (default, as serve and generate: all cores but one)")  # fmt: skip
@@ -229,7 +233,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-service-"))
     try:
-        name, paths, note = pick_model(workdir)
+        name, paths, note = pick_model(workdir, args.model)
         device = args.device
         print(f"model: {note}")
         print(f"device: {device} (resolved: {load_sampler(name, device=device, search_paths=paths).device}), "
