@@ -73,7 +73,7 @@ def _checks_table(metrics: dict[str, Any]) -> str:
             f"<td>{where}{resolved}</td><td class='{cls}'>{'pass' if c['passed'] else 'FAIL'}</td></tr>"
         )
     return (
-        "<table><tr><th>check</th><th>requirement</th><th>worst value</th><th>threshold</th><th>where</th>"
+        "<table><tr><th>check</th><th>requirement</th><th>worst value</th><th>threshold</th><th>where (worst; failing)</th>"
         "<th>result</th></tr>" + "".join(rows) + "</table>"
     )
 
