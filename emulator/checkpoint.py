@@ -53,8 +53,10 @@ __all__ = [
     "load_model_dir",
     "optimizer_from_tensors",
     "optimizer_to_tensors",
+    "record_validation",
     "render_model_card",
     "save_checkpoint",
+    "validation_summary",
 ]
 
 FORMAT_VERSION = 1
@@ -213,6 +215,48 @@ def render_model_card(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def validation_summary(metrics: dict, report: str) -> dict:
+    """The card's ``validation`` entry: the headline numbers and every threshold check of a report."""
+    checks = [
+        {k: c.get(k) for k in ("name", "description", "threshold", "value", "where", "passed")}
+        for c in metrics.get("checks", [])
+    ]
+    return {
+        "passed": bool(metrics.get("passed")),
+        "thresholds": metrics.get("thresholds", {}).get("name"),
+        "samples": metrics.get("samples"),
+        "auc_high_level": metrics.get("auc_high_level"),
+        "auc_high_level_err": metrics.get("auc_high_level_err"),
+        "auc_low_level": metrics.get("auc_low_level"),
+        "auc_low_level_err": metrics.get("auc_low_level_err"),
+        "fpd_x1e3": metrics.get("fpd_x1e3"),
+        "kpd_x1e3": metrics.get("kpd_x1e3"),
+        "checks": checks,
+        "report": report,
+    }
+
+
+def record_validation(model_dir: str | Path, metrics_path: str | Path) -> dict:
+    """Copy a validation report's summary into the model's ``card.json`` and ``MODEL_CARD.md``.
+
+    The report (``metrics.json`` + ``report.html``) stays where ``emulator validate`` wrote it;
+    the card links to it relative to the model directory when it lies inside it.
+    """
+    model_dir, metrics_path = Path(model_dir), Path(metrics_path)
+    card = _read_json(model_dir / CARD_FILE)
+    metrics = json.loads(metrics_path.read_text())
+    report = metrics_path.parent.resolve()
+    try:
+        report_ref = str(report.relative_to(model_dir.resolve()) / "report.html")
+    except ValueError:
+        report_ref = str(report / "report.html")
+    card["validation"] = validation_summary(metrics, report_ref)
+    card["report"] = report_ref
+    atomic_write_text(model_dir / CARD_FILE, json.dumps(card, indent=2, default=str) + "\n")
+    atomic_write_text(model_dir / CARD_MD_FILE, render_model_card(card))
+    return card["validation"]
 
 
 # -- training checkpoints ----------------------------------------------------------------------
