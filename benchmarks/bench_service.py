@@ -124,7 +124,7 @@ def bench_pipeline(
     job = GenerateJob(
         model=name, n=n, seed=1, conditions=CONDITIONS, file_format="calogan", compression=DEFAULT_COMPRESSION,
         shard_rows=32 * 8192, model_version=get_model(name, paths).version,
-        search_paths=[str(p) for p in paths or []], device=device, compression_explicit=False,
+        search_paths=[str(p) for p in paths or []], device=device,
     )  # fmt: skip
     out = workdir / "pipeline" / "out.h5"
     t0 = time.perf_counter()

@@ -29,15 +29,12 @@ HDF5 tool reads it; ``lzf`` 33k showers/s, 3.2x smaller, needs h5py's LZF filter
 ``gzip`` (level 4 + shuffle) 17k showers/s, 4.0x smaller, readable by every HDF5 tool (ROOT,
 C/C++, Julia). A generator makes ~35-57k showers/s on this CPU, so only ``none`` keeps the
 pipeline generation-bound: it is the default (fast and universal, but large); choose ``gzip``
-for compact files that any tool reads, ``lzf`` for compact files read with h5py. (The domain's
-writer must accept a ``compression`` argument; if it does not, its own default is used and an
-explicit ``--compression`` is refused.)
+for compact files that any tool reads, ``lzf`` for compact files read with h5py.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import queue
@@ -94,13 +91,11 @@ class GenerateJob:
     model_version: str = ""
     search_paths: list[str] = field(default_factory=list)  # not part of the identity of the run
     device: str = "cpu"
-    # False when compression is the CLI default: then a domain writer that cannot choose uses its own.
-    compression_explicit: bool = True
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the original one."""
         d = asdict(self)
-        for key in ("search_paths", "device", "compression_explicit"):
+        for key in ("search_paths", "device"):
             d.pop(key)
         return d
 
@@ -136,16 +131,9 @@ def _load(job: GenerateJob) -> tuple[Any, Any]:
     return sampler, spec
 
 
-def _open_writer(domain: Any, path: Path, fmt: str, attrs: dict, compression: str, explicit: bool) -> Any:
-    """The domain's atomic writer with ``compression``, if the domain's writer lets callers choose it."""
-    if "compression" in inspect.signature(domain.open_writer).parameters:
-        return domain.open_writer(path, fmt, attrs, compression=None if compression == "none" else compression)
-    if explicit:
-        raise CLIError(
-            f"the {domain.name} domain's file writer does not support choosing the compression; "
-            "omit --compression to use its default"
-        )
-    return domain.open_writer(path, fmt, attrs)
+def _open_writer(domain: Any, path: Path, fmt: str, attrs: dict, compression: str) -> Any:
+    """The domain's atomic writer with ``compression`` ("none" -> no filter)."""
+    return domain.open_writer(path, fmt, attrs, compression=None if compression == "none" else compression)
 
 
 def _prefetched(blocks: Iterator[Any], depth: int = 2, threads: int | None = None) -> Iterator[Any]:
@@ -218,7 +206,7 @@ def write_shard(
     if job.n_shards > 1:
         attrs |= {"shard": k, "first_row": start}
     blocks = sampler.iter_blocks(job.n, spec, job.seed, start // BLOCK_SIZE, -(-stop // BLOCK_SIZE))
-    with _open_writer(sampler.domain, target, job.file_format, attrs, job.compression, job.compression_explicit) as w:
+    with _open_writer(sampler.domain, target, job.file_format, attrs, job.compression) as w:
         for block in _prefetched(blocks, threads=threads):
             w.append(block.conditions, block.samples)
             if progress is not None:
@@ -413,7 +401,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-extrapolation", action="store_true", help="allow conditions outside the valid range")
     p.add_argument("--format", dest="file_format", default=None, help="file format (calo: calogan (default), calochallenge)")
     p.add_argument(
-        "--compression", choices=COMPRESSIONS, default=None,
+        "--compression", choices=COMPRESSIONS, default=DEFAULT_COMPRESSION,
         help=f"HDF5 compression: none (default: fastest, any tool reads it), lzf (~3x smaller, h5py/PyTables "
         f"only, ~2x slower than generation), gzip (~4x smaller, any tool, slowest); default {DEFAULT_COMPRESSION}",
     )  # fmt: skip
@@ -478,8 +466,7 @@ def job_from_args(args: argparse.Namespace) -> GenerateJob:
         seed=args.seed,
         conditions=raw,
         file_format=fmt,
-        compression=args.compression or DEFAULT_COMPRESSION,
-        compression_explicit=args.compression is not None,
+        compression=args.compression,
         shard_rows=-(-args.shard_size // BLOCK_SIZE) * BLOCK_SIZE,  # shards start on block boundaries
         allow_extrapolation=args.allow_extrapolation,
         model_version=info.version,

@@ -95,6 +95,10 @@ class Domain(Protocol):
         """Physics statistics of each sample: ``{name: (N,) array}``."""
         ...
 
-    def open_writer(self, path: str | Path, fmt: str, attrs: dict) -> SampleWriter:
-        """Open an atomic writer for ``path`` in file format ``fmt`` (one of ``file_formats``)."""
+    def open_writer(self, path: str | Path, fmt: str, attrs: dict, compression: str | None = "lzf") -> SampleWriter:
+        """Open an atomic writer for ``path`` in file format ``fmt`` (one of ``file_formats``).
+
+        ``compression`` is an HDF5 filter: ``None`` (fastest, readable everywhere), ``"lzf"``
+        (fast, h5py/PyTables only) or ``"gzip"`` (smallest, readable everywhere, slow).
+        """
         ...

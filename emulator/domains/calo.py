@@ -49,10 +49,10 @@ _SOFT_ZERO = 0.02  # network-space scale of the soft "cell is lit" count given t
 class CaloWriter:
     """Writes (energy, 507-value) batches as CaloGAN or CaloChallenge HDF5 via ``ShowerFileWriter``."""
 
-    def __init__(self, path: str | Path, fmt: str, attrs: dict) -> None:
+    def __init__(self, path: str | Path, fmt: str, attrs: dict, compression: str | None = "lzf") -> None:
         from physics_data.calo.io import ShowerFileWriter  # lazy: h5py only when writing
 
-        self._writer = ShowerFileWriter(path, fmt=fmt, attrs=attrs)
+        self._writer = ShowerFileWriter(path, fmt=fmt, attrs=attrs, compression=compression)
 
     def __enter__(self) -> CaloWriter:
         self._writer.__enter__()
@@ -209,10 +209,10 @@ class CaloDomain:
         samples = np.concatenate([showers.cells, showers.overflow], axis=1).astype(np.float32, copy=False)
         return showers.energy.astype(np.float32).reshape(-1, 1), samples, read_attrs(path)
 
-    def open_writer(self, path: str | Path, fmt: str, attrs: dict) -> SampleWriter:
-        """Atomic CaloGAN (default) or CaloChallenge HDF5 writer."""
+    def open_writer(self, path: str | Path, fmt: str, attrs: dict, compression: str | None = "lzf") -> SampleWriter:
+        """Atomic CaloGAN (default) or CaloChallenge HDF5 writer with the given HDF5 compression."""
         if fmt not in self.file_formats:
             raise ValueError(
                 f"unknown calo file format {fmt!r}; choose one of {', '.join(self.file_formats)}"
             )
-        return CaloWriter(path, fmt, attrs)
+        return CaloWriter(path, fmt, attrs, compression)

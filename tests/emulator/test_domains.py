@@ -153,7 +153,7 @@ class GaussianDomain:
         d = np.load(path)
         return d["conditions"][:n], d["samples"][:n], {"generator": "toy"}
 
-    def open_writer(self, path, fmt, attrs):
+    def open_writer(self, path, fmt, attrs, compression=None):
         raise NotImplementedError
 
 
