@@ -36,9 +36,10 @@ Semantics, chosen so a run means the same whatever the number of workers:
   moments) are computed per worker, on ``batch_size / N`` samples.
 * seeds: every rank builds the same initial weights and the same train/validation split;
   rank 0 draws batches and noise from the single-process streams, rank r > 0 from streams
-  seeded by (seed, r, start step). One worker is the single-process run (without CUDA graphs,
-  which are used only by single-process GPU runs). A resumed multi-worker run restores rank 0's
-  streams exactly and reseeds the others, so it is statistically, not bitwise, the same.
+  seeded by (seed, r, start step). One worker is exactly the single-process run (CUDA graphs
+  included); with several, GPU iterations run eagerly (the collectives would have to be captured
+  in the graph too). A resumed multi-worker run restores rank 0's streams exactly and reseeds
+  the others, so it is statistically, not bitwise, the same.
 * output: only rank 0 validates, exports the model to ``out`` and writes ``run_dir``; ``out``,
   ``run_dir`` and ``data`` must be on storage that every node sees (one machine: any path).
   ``time_limit_s`` is refused with several workers (ranks would stop at different steps).
