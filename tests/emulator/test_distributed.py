@@ -92,3 +92,16 @@ def test_two_ray_workers_recover_from_a_killed_worker(ray_local, tiny_data, tmp_
     assert state["step"] == 6
     assert (tmp_path / "model" / "generator.safetensors").exists()
     assert summary["checkpoint"] and summary["checkpoint"].endswith("step-00000006")
+
+
+def test_cli_workers_refuses_a_batch_that_does_not_split(tiny_data, tmp_path, capsys):
+    """`emulator train --workers N` reaches the Ray launcher, which checks the batch before starting Ray."""
+    pytest.importorskip("ray")
+    from pipelines.cli import main
+
+    argv = ["train", "calo", "--data", str(tiny_data), "--out", str(tmp_path / "m"), "--batch-size", "15",
+            "--workers", "2"]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "batch_size=15 (the effective batch) must be a multiple of workers=2" in capsys.readouterr().err
