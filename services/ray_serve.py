@@ -91,7 +91,7 @@ def deploy(
     from services.core.config import Settings
 
     env = (settings_env() if env is None else env) | {"EMULATOR_HOST": host, "EMULATOR_PORT": str(port)}
-    settings = Settings(**{"host": host, "port": port})  # refuses a non-loopback host without API keys
+    settings = Settings(host=host, port=port)  # refuses a non-loopback host without API keys
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False)
     if gpus_per_replica is None:
