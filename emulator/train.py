@@ -58,7 +58,7 @@ from emulator.checkpoint import (
     save_checkpoint,
 )
 from emulator.domains import Domain, get_domain
-from emulator.models import MLPCritic, MLPCriticConfig, MLPGenerator, MLPGeneratorConfig
+from emulator.models import build_for_training
 from emulator.sampler import resolve_device
 from emulator.wgan_gp import Batch, GANStep
 
@@ -309,17 +309,39 @@ def quick_validation_score(
 # -- the loop ------------------------------------------------------------------------------------
 
 
-def _build(cfg: TrainConfig, domain: Domain) -> tuple[MLPGenerator, MLPCritic]:
-    sample_dim = math.prod(domain.sample_shape)
+def _apply_domain_defaults(cfg: TrainConfig, domain: Domain) -> None:
+    """Replace settings ``cfg`` leaves at the trainer defaults with the domain's ``train_defaults``.
+
+    The trainer's architecture defaults size the MLPs; a domain with other architectures (cosmo:
+    conv nets) states its own widths there. A value equal to the trainer default counts as not
+    given. ``cfg`` is updated in place so the card and checkpoints record what was built.
+    """
+    defaults = {f.name: f for f in fields(TrainConfig)}
+    for key, value in getattr(domain, "train_defaults", {}).items():
+        f = defaults[key]
+        trainer_default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if getattr(cfg, key) == trainer_default:
+            setattr(cfg, key, _coerce(key, f.type, value))
+
+
+def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
+    """The generator and critic for ``domain``, sized by ``cfg``.
+
+    A domain names its architectures with ``generator_class`` / ``critic_class`` (registered in
+    ``emulator.models.MODEL_CLASSES``; default the MLPs) and may give ``train_defaults``.
+    """
+    _apply_domain_defaults(cfg, domain)
     k = len(domain.conditions)
     out_act = getattr(domain, "output_activation", "none")  # calo: "relu" (network space is >= 0)
-    gen = MLPGenerator(
-        MLPGeneratorConfig(
-            sample_dim, k, cfg.latent_dim, cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act
-        )
-    )
+    gen = build_for_training(
+        getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k,
+        latent_dim=cfg.latent_dim, hidden=cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act,
+    )  # fmt: skip
     feat_dim = int(getattr(domain, "critic_feature_dim", 0)) if cfg.critic_features else 0
-    critic = MLPCritic(MLPCriticConfig(sample_dim, k, feat_dim, cfg.d_hidden, layer_norm=cfg.d_layer_norm))
+    critic = build_for_training(
+        getattr(domain, "critic_class", "MLPCritic"), domain.sample_shape, k,
+        feature_dim=feat_dim, hidden=cfg.d_hidden, layer_norm=cfg.d_layer_norm,
+    )  # fmt: skip
     return gen, critic
 
 
@@ -329,7 +351,7 @@ def _hardware(device: torch.device) -> str:
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def _card(cfg: TrainConfig, domain: Domain, gen: MLPGenerator, data: _Data, info: dict) -> dict:
+def _card(cfg: TrainConfig, domain: Domain, gen: nn.Module, data: _Data, info: dict) -> dict:
     return {
         "name": cfg.name,
         "domain": domain.name,

@@ -30,6 +30,13 @@ examples:
   emulator train calo --particle e+ --data data/eplus.h5 --out models/calo-eplus --steps 20000
   emulator train calo --particle e+ --data data/eplus.h5 --out models/calo-eplus --resume
   emulator train calo --data tiny.h5 --out /tmp/m --steps 10 --set g_hidden=32,32 --set val_every=5
+  emulator simulate cosmo --n-sims 200 --omega-m 0.101:0.487 --sigma8 0.487:1.331 --seed 1 --out data/cosmo.h5
+  emulator train cosmo --data data/cosmo.h5 --out models/cosmo-slice64 --batch-size 64 \
+      --set g_hidden=256,128,64,32 --set d_hidden=32,64,128,256 --set val_samples=2000
+
+architectures: each domain names its own (calo: MLPs; cosmo: a conv generator and critic, where
+g_hidden are the generator's channels per resolution from 8x8 up to 64x64 and d_hidden the
+critic's channels per stride-2 stage; small CPU-sized widths unless set).
 
 on a Ray cluster (pip install -e '.[ray]'; see emulator/distributed.py): --workers N runs N
 data-parallel Ray Train workers; --batch-size stays the effective batch (each worker draws
@@ -57,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("domain", choices=available_domains(), help="what to emulate")
-    p.add_argument("--particle", help="calo: particle of the training data (recorded in the model card)")
+    p.add_argument("--particle", help="calo only: particle of the training data (recorded in the model card)")
     p.add_argument("--data", help="training file written by `emulator simulate`")
     p.add_argument("--out", help="model directory to write (e.g. models/calo-eplus)")
     p.add_argument("--run-dir", help="checkpoints and logs (default runs/<name>)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from emulator.domains.base import Condition, Domain, SampleWriter
 from emulator.domains.calo import CaloDomain
+from emulator.domains.cosmo import CosmoDomain
 
 __all__ = ["Condition", "Domain", "SampleWriter", "available_domains", "get_domain", "register_domain", "unregister_domain"]
 
@@ -46,3 +47,4 @@ def available_domains() -> list[str]:
 
 
 register_domain(CaloDomain())
+register_domain(CosmoDomain())

@@ -1,0 +1,301 @@
+"""The ``cosmo`` domain: 64x64 projected density slices 1+δ conditioned on (Omega_m, sigma_8).
+
+One sample is a 64x64 float32 map of the projected overdensity 1+δ (dimensionless, >= 0, mean
+about 1): one slab of ``SLICE_THICKNESS`` = 16 Mpc/h through a periodic ``BOX_SIZE`` = 256 Mpc/h
+particle-mesh box at redshift ``REDSHIFT`` = 0, pixels of 4 Mpc/h: exactly what
+``emulator simulate cosmo`` writes with its default box, redshift, grid and slice thickness
+(flat ΛCDM, h = 0.7, Omega_b = 0.05, n_s = 0.96 fixed). Conditions: Omega_m in [0.101, 0.487]
+and sigma_8 in [0.487, 1.331], the ranges of Perraudin et al. 2021 (arXiv:2004.08139); train on
+data simulated over these ranges (``--omega-m 0.101:0.487 --sigma8 0.487:1.331``).
+
+Preprocessing (Rodriguez et al. 2018), per pixel x = 1+δ with a = ``TRANSFORM_A`` = 4::
+
+    s = 2x / (x + a) - 1 = (x - a) / (x + a)       to_network,   x >= 0  ->  s in [-1, 1)
+    x = a (1 + s) / (1 - s)                       from_network, s clamped to [-1, S_MAX]
+
+The transform compresses the heavy high-density tail (x = 4 -> s = 0, x = 36 -> s = 0.8) while
+keeping the voids resolved, and maps onto the generator's tanh range. ``from_network`` inverts
+``to_network`` exactly (up to float rounding) for 0 <= x <= ``X_MAX``; the clamp makes every
+network output physical: 1+δ is non-negative (exactly 0 at s = -1) and finite (at most
+``X_MAX`` = a (2 - 2^-12) / 2^-12, about 3.3e4, far above any slab-averaged density).
+
+Condition features: each condition mapped linearly onto [0, 1] over its range.
+
+Critic features (``critic_features``, differentiable, float32): the same five log10 P(k) band
+powers, computed with torch's FFT from the network-space maps and shifted by -2 so they are
+O(1); the critic sees the spectrum directly, which is what the P(k) thresholds judge.
+
+Observables (per map, all (N,) arrays, cheap enough for quick validation every few hundred
+steps): ``mean``, ``std``, ``skewness`` of 1+δ; ``log_pk_kA_B`` = log10 of the mean 2D power
+P(k) in (Mpc/h)² over |k| in [A - 1/2, B + 1/2) k_f, k_f = 2π/L (bands 1-2, 3-4, 5-8, 9-16,
+17-32 up to the Nyquist 32 k_f); ``n_peaks`` (5x5 periodic local maxima) and
+``log_peak_height`` (mean log10 of their heights); Minkowski functionals ``v0/v1/v2_nuN`` of
+the map smoothed by 1 pixel and standardised, at ν = 0, 1, 2 (band 0.5).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from emulator.domains.base import Condition, SampleWriter
+
+__all__ = [
+    "BOX_SIZE",
+    "GRID",
+    "PK_BANDS",
+    "REDSHIFT",
+    "SLICE_THICKNESS",
+    "S_MAX",
+    "TRANSFORM_A",
+    "X_MAX",
+    "CosmoDomain",
+    "CosmoWriter",
+]
+
+BOX_SIZE = 256.0
+"""Box side in Mpc/h (``emulator simulate cosmo --box-size`` default)."""
+REDSHIFT = 0.0
+"""Output redshift (``--redshift`` default)."""
+GRID = 64
+"""Map pixels per side (``--grid`` default); pixel size BOX_SIZE / GRID = 4 Mpc/h."""
+SLICE_THICKNESS = 16.0
+"""Slab thickness in Mpc/h (``--slice-thickness`` default, BOX_SIZE / 16)."""
+
+TRANSFORM_A = 4.0
+"""a of s = 2x/(x+a) - 1: the density mapped to s = 0."""
+S_MAX = 1.0 - 2.0**-12
+"""Largest network value used by ``from_network`` (keeps 1 - s > 0, so the inverse is finite)."""
+X_MAX = TRANSFORM_A * (1.0 + S_MAX) / (1.0 - S_MAX)
+"""Largest density ``from_network`` can produce (about 3.3e4)."""
+
+PK_BANDS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 8), (9, 16), (17, 32))
+"""Power-spectrum bands in units of the fundamental k_f = 2π/BOX_SIZE (inclusive integer ranges)."""
+_MF_THRESHOLDS = (0.0, 1.0, 2.0)  # Minkowski thresholds ν in units of the map's standard deviation
+_MF_BAND = 0.5  # width of the δ(u - ν) band
+_MF_SMOOTHING = 1.0  # Gaussian smoothing in pixels before the Minkowski functionals
+_PK_FLOOR = 1e-10  # (Mpc/h)²: keeps log10 finite for a constant map
+_FEATURE_PK_FLOOR = 1e-2  # (Mpc/h)², far below any real band power (~10-1000): bounded log10 gradients
+
+
+def _band_matrix(n: int, box_size: float) -> torch.Tensor:
+    """(n * (n // 2 + 1), len(PK_BANDS)) float32: the mode-weighted mean over each band of an rfft2 power map.
+
+    Same modes and weights as ``physics_data.cosmo.observables.power_spectrum_2d`` (|k| in
+    [lo - 1/2, hi + 1/2) k_f; rfft columns other than k_x = 0 and Nyquist count twice).
+    """
+    ky = np.fft.fftfreq(n, 1.0 / n)[:, None]
+    kx = np.fft.rfftfreq(n, 1.0 / n)[None, :]
+    kmag = np.sqrt(ky**2 + kx**2).ravel()  # units of k_f
+    weight = np.broadcast_to(np.where((kx == 0) | (kx == n // 2), 1.0, 2.0), (n, n // 2 + 1)).ravel()
+    m = np.zeros((kmag.size, len(PK_BANDS)))
+    for j, (lo, hi) in enumerate(PK_BANDS):
+        inside = (kmag >= lo - 0.5) & (kmag < hi + 0.5)
+        m[inside, j] = weight[inside] / weight[inside].sum()
+    return torch.from_numpy(m).float()
+
+
+class CosmoWriter:
+    """Writes (conditions, maps) batches as a cosmo field file (``fields``/``params``/``sim_index``).
+
+    ``params`` has the columns of ``emulator simulate cosmo`` (omega_m, sigma8, box_size,
+    redshift). Every generated map is independent, so ``sim_index`` is the map's row in the whole
+    run (``attrs["first_row"]`` + its row in this file, for the shards of large runs).
+    """
+
+    def __init__(self, path: str | Path, attrs: dict, compression: str | None, domain: CosmoDomain) -> None:
+        from physics_data.cosmo.io import FieldFileWriter  # lazy: h5py only when writing
+        from physics_data.cosmo.simulate import PARAM_NAMES
+
+        self._names = PARAM_NAMES
+        self._row = int(attrs.get("first_row", 0))
+        self._shape = domain.sample_shape
+        self._writer = FieldFileWriter(
+            path, PARAM_NAMES, domain.sample_shape, domain.file_attrs() | dict(attrs), compression=compression
+        )
+
+    def __enter__(self) -> CosmoWriter:
+        self._writer.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> object:
+        return self._writer.__exit__(*exc)
+
+    def append(self, conditions: np.ndarray, samples: np.ndarray) -> None:
+        """Append maps: ``conditions`` (m, 2) = (omega_m, sigma8), ``samples`` (m, 64, 64) 1+δ."""
+        samples = np.asarray(samples, dtype=np.float32)
+        m = len(samples)
+        conditions = np.asarray(conditions, dtype=np.float32).reshape(m, -1)
+        fixed = {"box_size": BOX_SIZE, "redshift": REDSHIFT}
+        params = np.empty((m, len(self._names)), dtype=np.float32)
+        for j, name in enumerate(self._names):
+            params[:, j] = fixed[name] if name in fixed else conditions[:, ("omega_m", "sigma8").index(name)]
+        rows = np.arange(self._row, self._row + m, dtype=np.int64)
+        self._writer.append(samples.reshape(m, *self._shape), params, rows)
+        self._row += m
+
+
+class CosmoDomain:
+    """Projected density slices 1+δ (64x64) of a 256 Mpc/h box at z = 0, conditioned on (Omega_m, sigma_8)."""
+
+    name = "cosmo"
+    sample_shape: tuple[int, ...] = (GRID, GRID)
+    conditions: tuple[Condition, ...] = (
+        Condition("omega_m", "dimensionless", 0.101, 0.487, "matter density parameter Omega_m (flat LCDM)"),
+        Condition("sigma8", "dimensionless", 0.487, 1.331, "rms linear density fluctuation in 8 Mpc/h spheres, sigma_8"),
+    )  # fmt: skip
+    layout = (
+        f"{GRID}x{GRID} float32 projected density 1+delta (dimensionless, >= 0, mean ~1), row-major: "
+        f"one {SLICE_THICKNESS:g} Mpc/h slab through a periodic {BOX_SIZE:g} Mpc/h particle-mesh box at "
+        f"z = {REDSHIFT:g}, pixel {BOX_SIZE / GRID:g} Mpc/h; flat LCDM with h = 0.7, Omega_b = 0.05, n_s = 0.96"
+    )
+    file_formats: tuple[str, ...] = ("cosmo",)
+    box_size = BOX_SIZE
+    redshift = REDSHIFT
+    slice_thickness = SLICE_THICKNESS
+    quick_val_observables: tuple[str, ...] = (
+        "std", "skewness", "log_pk_k1_2", "log_pk_k5_8", "log_pk_k17_32", "n_peaks", "v0_nu1", "v1_nu1", "v2_nu1",
+    )  # fmt: skip
+    preprocessing: ClassVar[dict] = {
+        "name": "rodriguez_s",
+        "formula": "s = 2 x / (x + a) - 1; x = a (1 + s) / (1 - clamp(s, -1, s_max))",
+        "a": TRANSFORM_A,
+        "s_max": S_MAX,
+        "condition_features": "(c - low) / (high - low) per condition",
+    }
+    output_activation = "tanh"  # network space is [-1, 1)
+    generator_class = "ConvGenerator"
+    critic_class = "ConvCritic"
+    train_defaults: ClassVar[dict] = {"g_hidden": (64, 32, 16, 8), "d_hidden": (16, 32, 64, 128)}
+    """Conv channel widths used when the training config leaves the (MLP-sized) defaults; CPU-sized."""
+    critic_feature_dim = len(PK_BANDS)
+
+    def __init__(self) -> None:
+        self._bands: dict[str, torch.Tensor] = {}
+
+    # -- transforms ---------------------------------------------------------------------------
+    def to_network(self, samples: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """1+δ (B, 64, 64), >= 0 -> s = (x - a) / (x + a) in [-1, 1); exact inverse of ``from_network``."""
+        return (samples - TRANSFORM_A) / (samples + TRANSFORM_A)
+
+    def from_network(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """s (B, 64, 64) -> 1+δ = a (1 + s) / (1 - s), non-negative and finite by construction."""
+        s = x.clamp(-1.0, S_MAX)
+        return TRANSFORM_A * (1.0 + s) / (1.0 - s)
+
+    def condition_features(self, conditions: torch.Tensor) -> torch.Tensor:
+        """(Omega_m, sigma_8) (B, 2) -> each linearly onto [0, 1] over its valid range."""
+        low = torch.tensor([c.low for c in self.conditions], dtype=conditions.dtype, device=conditions.device)
+        high = torch.tensor(
+            [c.high for c in self.conditions], dtype=conditions.dtype, device=conditions.device
+        )
+        return (conditions - low) / (high - low)
+
+    # -- training extras ----------------------------------------------------------------------
+    def critic_features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """log10 P(k) - 2 in the ``PK_BANDS`` of network-space maps ``x`` (B, 64*64), differentiable, float32."""
+        key = str(x.device)
+        if key not in self._bands:
+            self._bands[key] = _band_matrix(GRID, BOX_SIZE).to(x.device)
+        maps = self.from_network(x.float().reshape(-1, *self.sample_shape), conditions)
+        delta = maps / maps.mean(dim=(1, 2), keepdim=True).clamp_min(1e-3) - 1.0
+        modes = torch.view_as_real(torch.fft.rfft2(delta))  # |δ_k|² as re² + im²: smooth at 0
+        power = modes.square().sum(-1).flatten(1) * (BOX_SIZE**2 / GRID**4)  # P = (V/n²)² |DFT|² / V
+        return torch.log10(power @ self._bands[key] + _FEATURE_PK_FLOOR) - 2.0
+
+    # -- physics and files --------------------------------------------------------------------
+    def observables(self, samples: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-map summary statistics (see the module docstring); maps (N, 64, 64) or (N, 4096)."""
+        from physics_data.cosmo.observables import minkowski_functionals, peak_mask, power_spectrum_2d
+
+        maps = np.asarray(samples, dtype=np.float64).reshape(-1, *self.sample_shape)
+        n = len(maps)
+        mean = maps.mean(axis=(1, 2))
+        std = maps.std(axis=(1, 2))
+        fluct = std > 0
+        safe_std = np.where(fluct, std, 1.0)
+        out = {
+            "mean": mean,
+            "std": std,
+            "skewness": (((maps - mean[:, None, None]) / safe_std[:, None, None]) ** 3).mean(axis=(1, 2))
+            * fluct,
+        }
+        # δ = x / mean - 1 (0 for an all-zero map), binned in the PK_BANDS shells
+        delta = np.where(
+            mean[:, None, None] > 0, maps / np.where(mean > 0, mean, 1.0)[:, None, None] - 1.0, 0.0
+        )
+        k_f = 2.0 * np.pi / BOX_SIZE
+        edges = k_f * np.array([PK_BANDS[0][0] - 0.5, *(hi + 0.5 for _, hi in PK_BANDS)])
+        power = power_spectrum_2d(delta, BOX_SIZE, edges=edges, density=False).power
+        for j, (lo, hi) in enumerate(PK_BANDS):
+            out[f"log_pk_k{lo}_{hi}"] = np.log10(power[:, j] + _PK_FLOOR)
+        peaks = peak_mask(maps, threshold=0.0, size=5)
+        n_peaks = peaks.sum(axis=(1, 2))
+        log_heights = np.where(peaks, np.log10(np.maximum(maps, 1e-6)), 0.0).sum(axis=(1, 2))
+        out["n_peaks"] = n_peaks.astype(np.float64)
+        out["log_peak_height"] = log_heights / np.maximum(n_peaks, 1)
+        mf = np.zeros((n, 3, len(_MF_THRESHOLDS)))
+        if fluct.any():  # a constant map has no contours: its functionals are reported as 0
+            mf[fluct] = minkowski_functionals(
+                maps[fluct], np.array(_MF_THRESHOLDS), smoothing=_MF_SMOOTHING, bin_width=_MF_BAND
+            )
+        for i in range(3):
+            for j, nu in enumerate(_MF_THRESHOLDS):
+                out[f"v{i}_nu{nu:g}"] = mf[:, i, j]
+        return out
+
+    def file_attrs(self) -> dict[str, object]:
+        """The fixed setup every file of this domain records (box, redshift, grid, slab, cosmology)."""
+        return {
+            "box_size": BOX_SIZE, "box_size_unit": "Mpc/h", "redshift": REDSHIFT, "grid": GRID,
+            "pixel_size": BOX_SIZE / GRID, "slice_thickness": SLICE_THICKNESS, "slice_thickness_unit": "Mpc/h",
+            "fields_unit": "projected density 1+delta (dimensionless)",
+            "cosmology_h": 0.7, "cosmology_omega_b": 0.05, "cosmology_n_s": 0.96,
+        }  # fmt: skip
+
+    def read_samples(self, path: str | Path, n: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Training data from a cosmo field file: (conditions (N, 2) = (Omega_m, sigma_8), maps (N, 64, 64), attrs).
+
+        The file must hold maps of this domain's setup (64x64, 256 Mpc/h box, z = 0, 16 Mpc/h
+        slabs); anything else is refused, since the model would be labelled with the wrong box.
+        """
+        from physics_data.cosmo.io import InvalidFieldFile, read_fields
+
+        fs = read_fields(path, load_3d=False)
+        if fs.fields.shape[1:] != self.sample_shape:
+            raise InvalidFieldFile(
+                f"{path}: maps are {fs.fields.shape[1]}x{fs.fields.shape[2]}, the cosmo domain needs "
+                f"{GRID}x{GRID}; simulate with --grid {GRID}"
+            )
+        missing = [c.name for c in self.conditions if c.name not in fs.param_names]
+        if missing:
+            raise InvalidFieldFile(
+                f"{path}: params has no column(s) {missing}; it has {list(fs.param_names)}"
+            )
+        fixed = (("box_size", BOX_SIZE, "--box-size"), ("redshift", REDSHIFT, "--redshift"),
+                 ("slice_thickness", SLICE_THICKNESS, "--slice-thickness"))  # fmt: skip
+        for name, want, flag in fixed:
+            values = (
+                fs.param(name) if name in fs.param_names else np.asarray([fs.attrs.get(name, want)], float)
+            )
+            if not np.allclose(values, want, rtol=1e-5, atol=1e-6):
+                raise InvalidFieldFile(
+                    f"{path}: {name} {float(np.asarray(values).flat[0]):g} differs from the cosmo domain's "
+                    f"{want:g}; simulate with {flag} {want:g}"
+                )
+        stop = len(fs.fields) if n is None else min(n, len(fs.fields))
+        conditions = np.stack([fs.param(c.name) for c in self.conditions], axis=1)[:stop]
+        return conditions.astype(np.float32), np.ascontiguousarray(fs.fields[:stop]), fs.attrs
+
+    def open_writer(
+        self, path: str | Path, fmt: str, attrs: dict, compression: str | None = "lzf"
+    ) -> SampleWriter:
+        """Atomic cosmo field-file writer (the ``emulator simulate cosmo`` layout) with the given compression."""
+        if fmt not in self.file_formats:
+            raise ValueError(
+                f"unknown cosmo file format {fmt!r}; choose one of {', '.join(self.file_formats)}"
+            )
+        return CosmoWriter(path, attrs, compression, self)

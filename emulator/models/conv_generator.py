@@ -1,0 +1,159 @@
+"""A conditional DCGAN-style generator for 2D maps: latent + condition -> coarse grid -> upsampled map.
+
+Structure (``hidden`` = channels per resolution, coarse to fine; ``len(hidden) - 1`` doublings)::
+
+    [z, c] --linear--> hidden[0] x h0 x w0          h0 = H / 2^(len(hidden) - 1)
+    per stage: nearest 2x upsample -> conv kxk -> norm -> FiLM(c) -> LeakyReLU   (hidden[i] channels)
+    conv kxk -> 1 channel -> output activation (tanh: the domain's bounded network space) -> flatten
+
+Choices and why:
+
+* resize-then-convolve instead of transposed convolutions: no checkerboard artefacts in the
+  power spectrum (Odena et al. 2016, Distill);
+* circular padding: the training maps are slices of a periodic box, so the generated maps are
+  periodic too and their spectra are measured the same way as the reference's;
+* the condition features enter twice: concatenated to the latent vector, and per stage as a
+  FiLM scale and shift of the normalised channels (Perez et al. 2018), so (Omega_m, sigma_8)
+  can change the amplitude of structure at every scale;
+* GroupNorm(1, C) (per-sample layer norm over C, H, W), never BatchNorm: generation must not
+  depend on which other samples share the batch.
+
+The output is flattened to ``(B, H * W)`` because the trainer and the critic work on flat
+network-space batches; the sampler reshapes to the domain's ``sample_shape``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+__all__ = ["ConvGenerator", "ConvGeneratorConfig", "count_flops"]
+
+
+@dataclass
+class ConvGeneratorConfig:
+    """Constructor arguments of ``ConvGenerator``; exactly what ``config.json`` stores."""
+
+    sample_shape: tuple[int, int]  # (H, W) of one map (cosmo: 64 x 64)
+    cond_dim: int  # number of condition features (cosmo: 2)
+    latent_dim: int = 64  # size of the N(0, 1) latent vector
+    hidden: tuple[int, ...] = field(default=(64, 32, 16, 8))  # channels per resolution, coarse (8x8) to fine
+    kernel_size: int = 3  # odd convolution kernel size
+    negative_slope: float = 0.2  # LeakyReLU slope
+    layer_norm: bool = True  # GroupNorm(1, C) before FiLM (per sample; no batch statistics)
+    output_activation: str = "tanh"  # "tanh" (network space in (-1, 1)), "relu" or "none"
+
+    def __post_init__(self) -> None:
+        self.sample_shape = tuple(int(s) for s in self.sample_shape)
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if len(self.sample_shape) != 2:
+            raise ValueError(
+                f"ConvGenerator makes 2D maps; sample_shape must be (H, W), got {self.sample_shape}"
+            )
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must list at least one positive channel count, got {self.hidden}")
+        scale = 2 ** (len(self.hidden) - 1)
+        if any(s % scale for s in self.sample_shape):
+            raise ValueError(
+                f"{len(self.hidden) - 1} doublings (hidden={self.hidden}) need H and W divisible by {scale}; "
+                f"got {self.sample_shape}: use fewer hidden entries"
+            )
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and positive, got {self.kernel_size}")
+        if self.output_activation not in ("tanh", "relu", "none"):
+            raise ValueError(
+                f"output_activation must be 'tanh', 'relu' or 'none', got {self.output_activation!r}"
+            )
+
+    @property
+    def base_shape(self) -> tuple[int, int]:
+        """(h0, w0): the coarse grid the latent vector is mapped onto."""
+        scale = 2 ** (len(self.hidden) - 1)
+        return self.sample_shape[0] // scale, self.sample_shape[1] // scale
+
+    def to_dict(self) -> dict:
+        """JSON-ready constructor arguments."""
+        d = asdict(self)
+        d["sample_shape"], d["hidden"] = list(self.sample_shape), list(self.hidden)
+        return d
+
+
+def _conv(c_in: int, c_out: int, k: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, k, padding=k // 2, padding_mode="circular")
+
+
+class ConvGenerator(nn.Module):
+    """z (B, latent_dim), c (B, cond_dim) -> x (B, H * W) in network space."""
+
+    config_class = ConvGeneratorConfig
+    inference_chunk = 512  # samples per forward pass without autograd: bounds memory for 8192-sample blocks
+
+    def __init__(self, config: ConvGeneratorConfig) -> None:
+        super().__init__()
+        self.config = config
+        h0, w0 = config.base_shape
+        k = config.kernel_size
+        self.project = nn.Linear(config.latent_dim + config.cond_dim, config.hidden[0] * h0 * w0)
+        self.convs = nn.ModuleList(_conv(a, b, k) for a, b in itertools.pairwise(config.hidden))
+        widths = config.hidden  # the projected grid and every stage are normalised and FiLM-modulated
+        self.norms = nn.ModuleList(nn.GroupNorm(1, c) if config.layer_norm else nn.Identity() for c in widths)
+        self.films = nn.ModuleList(nn.Linear(config.cond_dim, 2 * c) for c in widths)
+        for film in self.films:  # start as the identity modulation: scale 1 + 0, shift 0
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
+        self.act = nn.LeakyReLU(config.negative_slope)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.out = _conv(widths[-1], 1, k)
+
+    def _modulate(self, i: int, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.films[i](c).chunk(2, dim=1)
+        return self.act(self.norms[i](h) * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None])
+
+    def _forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h0, w0 = self.config.base_shape
+        c = c.to(z.dtype)
+        h = self.project(torch.cat([z, c], dim=1)).view(len(z), self.config.hidden[0], h0, w0)
+        h = self._modulate(0, h, c)
+        for i, conv in enumerate(self.convs, start=1):
+            h = self._modulate(i, conv(self.up(h)), c)
+        x = self.out(h).flatten(1)
+        if self.config.output_activation == "tanh":
+            return torch.tanh(x)
+        return torch.relu(x) if self.config.output_activation == "relu" else x
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or len(z) <= self.inference_chunk:
+            return self._forward(z, c)
+        n = self.inference_chunk
+        return torch.cat([self._forward(z[i : i + n], c[i : i + n]) for i in range(0, len(z), n)])
+
+    def flops_per_sample(self) -> int:
+        """Multiply-adds x 2 of the convolutions and linear layers for one sample."""
+        return count_flops(self, torch.zeros(1, self.config.latent_dim), torch.zeros(1, self.config.cond_dim))
+
+
+def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """2 x multiply-adds of every Conv2d and Linear in one forward pass of ``module(*inputs)``."""
+    total = 0
+
+    def hook(layer: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(layer, nn.Conv2d):
+            per_output = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+            total += 2 * per_output * out.numel()
+        else:
+            total += 2 * layer.in_features * out.numel()
+
+    handles = [
+        m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Conv2d | nn.Linear)
+    ]
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
