@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Train and check the cosmo emulator (models/cosmo-slice64) with one command. Not yet run on a GPU.
+#
+#   scripts/train_cosmo.sh                              # defaults below (sized for one H100)
+#   N_SIMS=4 REF_SIMS=2 PARTICLES=32 STEPS=4 BATCH=16 EXTRA_TRAIN_ARGS="--set g_hidden=8,8,4,4 --set d_hidden=4,4,8" \
+#       DEVICE=cpu scripts/train_cosmo.sh              # a CPU smoke run
+#
+# 1. simulates N_SIMS boxes over the Perraudin ranges (Latin hypercube; 48 slices of 64x64 each);
+# 2. simulates REF_SIMS boxes at each of 5 held-out points (centre and near the 4 corners; seeds
+#    never used for training);
+# 3. trains the conv WGAN-GP for up to TRAIN_SECONDS, exporting the best EMA generator;
+# 4. checks it at the held-out points (scripts/cosmo_heldout_check.py -> MODELS_DIR/NAME/heldout.json);
+#    exit status 1 when a threshold fails (the model directory is still written).
+# Rerun with the same RUN_ROOT to resume training (--resume) when TRAIN_SECONDS ran out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+NAME=${NAME:-cosmo-slice64}
+N_SIMS=${N_SIMS:-400}             # training boxes (x 48 slices)
+REF_SIMS=${REF_SIMS:-16}          # boxes per held-out point (x 48 slices)
+PARTICLES=${PARTICLES:-64}        # particles per side
+PM_STEPS=${PM_STEPS:-10}          # kick-drift-kick steps
+STEPS=${STEPS:-40000}             # generator updates (upper bound; see TRAIN_SECONDS)
+TRAIN_SECONDS=${TRAIN_SECONDS:-540}  # wall-clock budget of this call; 0 = exactly STEPS
+BATCH=${BATCH:-64}
+VAL_EVERY=${VAL_EVERY:-1000}
+SEED=${SEED:-1}
+DEVICE=${DEVICE:-auto}
+DATA_DIR=${DATA_DIR:-data/cosmo}
+RUN_ROOT=${RUN_ROOT:-runs}
+MODELS_DIR=${MODELS_DIR:-models}
+ARCH_ARGS=${ARCH_ARGS:-"--set latent_dim=64 --set g_hidden=256,128,64,32 --set d_hidden=64,128,256,512 --set d_layer_norm=true"}
+EXTRA_TRAIN_ARGS=${EXTRA_TRAIN_ARGS:-}   # applied after ARCH_ARGS, e.g. "--set lr_g=2e-4"
+POINTS=${POINTS:-"0.30:0.80 0.13:0.55 0.46:0.55 0.13:1.27 0.46:1.27"}   # held-out omega_m:sigma8
+
+mkdir -p "$DATA_DIR" "$RUN_ROOT/logs" "$MODELS_DIR"
+cli() { "$PYTHON" -m pipelines.cli "$@"; }
+sim() { cli simulate cosmo --particles "$PARTICLES" --steps "$PM_STEPS" --device "$DEVICE" --quiet "$@"; }
+
+t0=$(date +%s)
+train="$DATA_DIR/train-$N_SIMS.h5"
+[[ -s "$train" ]] || sim --n-sims "$N_SIMS" --omega-m 0.101:0.487 --sigma8 0.487:1.331 --seed "$((SEED * 100))" --out "$train"
+refs=()
+i=0
+for point in $POINTS; do
+    i=$((i + 1))
+    ref="$DATA_DIR/ref-${point/:/-}.h5"
+    [[ -s "$ref" ]] || sim --n-sims "$REF_SIMS" --omega-m "${point%:*}" --sigma8 "${point#*:}" --seed "$((9000 + i))" --out "$ref"
+    refs+=("$ref")
+done
+echo "[$(date -u +%T)] data ready in $(( $(date +%s) - t0 )) s"
+
+resume=()
+[[ -f "$RUN_ROOT/$NAME/checkpoints/latest.json" ]] && resume=(--resume)
+# shellcheck disable=SC2086
+cli train cosmo --data "$train" --out "$MODELS_DIR/$NAME" --run-dir "$RUN_ROOT/$NAME" --steps "$STEPS" \
+    --batch-size "$BATCH" --seed "$SEED" --device "$DEVICE" --no-progress "${resume[@]}" \
+    --set val_every="$VAL_EVERY" --set checkpoint_every="$VAL_EVERY" --set val_samples=2000 \
+    --set time_limit_s="$TRAIN_SECONDS" --set log_every=100 $ARCH_ARGS $EXTRA_TRAIN_ARGS \
+    >"$RUN_ROOT/logs/train-$NAME.log" 2>&1 || { tail -30 "$RUN_ROOT/logs/train-$NAME.log" >&2; exit 1; }
+tail -1 "$RUN_ROOT/logs/train-$NAME.log"
+echo "[$(date -u +%T)] trained in $(( $(date +%s) - t0 )) s total"
+
+"$PYTHON" scripts/cosmo_heldout_check.py --model "$NAME" --models-path "$MODELS_DIR" --device "$DEVICE" \
+    --reference "${refs[@]}" --out "$MODELS_DIR/$NAME/heldout.json"
