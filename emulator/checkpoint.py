@@ -200,6 +200,18 @@ def render_model_card(card: dict) -> str:
     lines.append("")
     lines.append(card.get("description", "Conditional WGAN-GP emulator."))
     lines.append("")
+    validation = card.get("validation")
+    if validation:
+        verdict = "all met" if validation.get("passed") else "NOT all met"
+        lines += [f"**Quality thresholds ({validation.get('thresholds')}): {verdict}** "
+                  f"(report: `{validation.get('report')}`)", "",
+                  "| check | threshold | measured | where | |", "| --- | --- | --- | --- | --- |"]
+        for c in validation.get("checks", []):
+            mark = "pass" if c.get("passed") else "FAIL"
+            value = c.get("value")
+            shown = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+            lines.append(f"| {c.get('name')} | {c.get('threshold')} | {shown} | {c.get('where') or ''} | {mark} |")
+        lines.append("")
     for title, key in (("Training data", "training_data"), ("Hyperparameters", "hyperparameters"),
                        ("Training", "training"), ("Validation", "validation")):  # fmt: skip
         if card.get(key):
