@@ -22,11 +22,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tqdm import tqdm
-
 from physics_data.calo.io import FORMATS, ShowerFileWriter
 from physics_data.calo.simulate import PARTICLES, SIMULATOR_VERSION, EnergySpec, parse_energy, simulate_chunk
-from pipelines.cli import CLIError
+from pipelines.cli_args import check_output, compression, positive_int, progress_bar, seed_int
 from pipelines.simulate_cosmo import add_parser as _add_cosmo
 
 __all__ = ["DOMAINS", "add_parser", "ordered_map"]
@@ -63,32 +61,6 @@ TRAINED_RANGE_GEV = (1.0, 100.0)
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return value
-
-
-def _compression(text: str) -> str | None:
-    if text not in ("lzf", "gzip", "none"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not one of lzf, gzip, none")
-    return None if text == "none" else text
-
-
 def _add_output_options(parser: argparse.ArgumentParser, formats: Iterable[str]) -> None:
     """Options every domain shares: output file, format, compression, chunking, workers."""
     formats = tuple(formats)
@@ -99,7 +71,7 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: Iterable[str])
     )
     out.add_argument(
         "--compression",
-        type=_compression,
+        type=compression,
         default="lzf",
         metavar="{lzf,gzip,none}",
         help="dataset compression (default lzf: fast; gzip: readable by every HDF5 tool)",
@@ -108,23 +80,15 @@ def _add_output_options(parser: argparse.ArgumentParser, formats: Iterable[str])
     run = parser.add_argument_group("execution")
     run.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         default=10_000,
         metavar="K",
         help="samples per chunk; chunk k uses seed [SEED, k] (default 10000)",
     )
     run.add_argument(
-        "--workers", type=_positive_int, default=1, metavar="W", help="parallel processes (default 1)"
+        "--workers", type=positive_int, default=1, metavar="W", help="parallel processes (default 1)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _check_output(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        raise CLIError(f"{out} exists; pass --overwrite to replace it")
-    if out.is_dir():
-        raise CLIError(f"--out {out} is a directory; give a file name such as {out / 'showers.h5'}")
-    out.parent.mkdir(parents=True, exist_ok=True)
 
 
 def ordered_map(fn: Callable[..., T], tasks: Iterable[tuple[Any, ...]], workers: int) -> Iterator[T]:
@@ -151,10 +115,6 @@ def ordered_map(fn: Callable[..., T], tasks: Iterable[tuple[Any, ...]], workers:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _progress(total: int, unit: str, quiet: bool) -> tqdm:
-    return tqdm(total=total, unit=f" {unit}", unit_scale=True, disable=quiet or None, file=sys.stderr)
-
-
 # --------------------------------------------------------------------------- calo
 
 
@@ -166,7 +126,7 @@ def _add_calo(domains: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--particle", required=True, choices=PARTICLES, help="incident particle")
-    parser.add_argument("--n", type=_positive_int, required=True, metavar="N", help="number of showers")
+    parser.add_argument("--n", type=positive_int, required=True, metavar="N", help="number of showers")
     parser.add_argument(
         "--energy",
         type=_energy,
@@ -175,7 +135,7 @@ def _add_calo(domains: argparse._SubParsersAction) -> None:
         help="incident energy in GeV: fixed (50) or uniform (1:100, the default)",
     )
     parser.add_argument(
-        "--seed", type=_seed, required=True, metavar="S", help="random seed (non-negative integer)"
+        "--seed", type=seed_int, required=True, metavar="S", help="random seed (non-negative integer)"
     )
     _add_output_options(parser, FORMATS)
     parser.set_defaults(func=run_calo)
@@ -201,7 +161,7 @@ def run_calo(args: argparse.Namespace) -> int:
             "reference data and emulators cover; the simulator extrapolates there",
             file=sys.stderr,
         )
-    _check_output(args.out, args.overwrite)
+    check_output(args.out, args.overwrite)
     attrs = {
         "particle": args.particle,
         "generator": "physics_data.calo.simulate",
@@ -216,7 +176,7 @@ def run_calo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with (
         ShowerFileWriter(args.out, fmt=args.format, attrs=attrs, compression=args.compression) as writer,
-        _progress(args.n, "showers", args.quiet) as bar,
+        progress_bar(args.n, "showers", args.quiet) as bar,
         closing(ordered_map(simulate_chunk, tasks, args.workers)) as chunks,
     ):
         for chunk in chunks:

@@ -19,6 +19,7 @@ from physics_data.cosmo.simulate import (
     parse_range,
     simulation_attrs,
 )
+from pipelines.cli_args import check_output, compression, positive_int, progress_bar, seed_int
 
 __all__ = ["add_parser", "run_cosmo"]
 
@@ -82,8 +83,6 @@ def _redshift(text: str) -> float:
 
 def add_parser(domains: argparse._SubParsersAction) -> None:
     """Register ``emulator simulate cosmo`` on the ``simulate`` domain sub-parsers."""
-    from pipelines.simulate import _compression, _positive_int, _seed
-
     parser = domains.add_parser(
         "cosmo",
         help="cosmic-web density slices (particle-mesh N-body)",
@@ -91,7 +90,7 @@ def add_parser(domains: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--n-sims", type=_positive_int, required=True, metavar="N", help="number of simulations"
+        "--n-sims", type=positive_int, required=True, metavar="N", help="number of simulations"
     )
     parser.add_argument(
         "--omega-m", type=_range("--omega-m"), default=parse_range("0.1:0.5"), metavar="X|LOW:HIGH",
@@ -106,14 +105,14 @@ def add_parser(domains: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--redshift", type=_redshift, default=0.0, metavar="Z", help="output redshift (0)")
     parser.add_argument(
-        "--grid", type=_positive_int, default=64, metavar="G", help="map/3D mesh cells per side (64)"
+        "--grid", type=positive_int, default=64, metavar="G", help="map/3D mesh cells per side (64)"
     )
     parser.add_argument(
-        "--seed", type=_seed, required=True, metavar="S", help="random seed (non-negative integer)"
+        "--seed", type=seed_int, required=True, metavar="S", help="random seed (non-negative integer)"
     )
     parser.add_argument(
         "--slices-per-sim",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="K",
         help="maps kept per simulation (all)",
@@ -129,7 +128,7 @@ def add_parser(domains: argparse._SubParsersAction) -> None:
         default=64,
         help="particles per side (64; 128 = 8x the cost)",
     )
-    parser.add_argument("--steps", type=_positive_int, default=10, help="kick-drift-kick steps (10)")
+    parser.add_argument("--steps", type=positive_int, default=10, help="kick-drift-kick steps (10)")
     parser.add_argument(
         "--linear-power",
         choices=BACKENDS,
@@ -144,7 +143,7 @@ def add_parser(domains: argparse._SubParsersAction) -> None:
     out.add_argument("--out", type=Path, required=True, metavar="FILE.h5", help="output HDF5 file")
     out.add_argument(
         "--compression",
-        type=_compression,
+        type=compression,
         default="lzf",
         metavar="{lzf,gzip,none}",
         help="dataset compression (lzf)",
@@ -156,9 +155,7 @@ def add_parser(domains: argparse._SubParsersAction) -> None:
 
 def run_cosmo(args: argparse.Namespace) -> int:
     """Simulate ``args.n_sims`` boxes and write their slices to ``args.out``."""
-    from pipelines.simulate import _check_output, _progress
-
-    _check_output(args.out, args.overwrite)
+    check_output(args.out, args.overwrite)
     options = dict(
         box_size=args.box_size, redshift=args.redshift, grid=args.grid, seed=args.seed,
         slices_per_sim=args.slices_per_sim, slice_thickness=args.slice_thickness,
@@ -174,7 +171,7 @@ def run_cosmo(args: argparse.Namespace) -> int:
             args.out, PARAM_NAMES, (args.grid, args.grid), attrs,
             grid_3d=args.grid if args.save_3d else None, compression=args.compression,
         ) as writer,
-        _progress(args.n_sims, "sims", args.quiet) as bar,
+        progress_bar(args.n_sims, "sims", args.quiet) as bar,
     ):  # fmt: skip
         for chunk in sims:
             writer.append(chunk.fields, chunk.params, chunk.sim_index, chunk.density_3d)
