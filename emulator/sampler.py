@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from emulator.conditions import ConditionSpec
-from emulator.domains import Domain
+from emulator.domains import Domain, network_sample
 
 __all__ = ["BLOCK_SIZE", "SampleBlock", "Sampler", "block_seed", "resolve_device"]
 
@@ -102,6 +102,7 @@ class Sampler:
             ])  # fmt: skip
         else:
             x = self.generator(z, features)
+        x = network_sample(self.domain, x, cond_t)
         samples = self.domain.from_network(x.view(stop - start, *self.domain.sample_shape), cond_t)
         return cond, samples
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from emulator.checkpoint import export_model
-from emulator.domains import get_domain
+from emulator.domains import generator_output_size, get_domain
 from emulator.models import MLPGenerator, MLPGeneratorConfig
 
 __all__ = ["make_tiny_model"]
@@ -24,12 +24,9 @@ def make_tiny_model(dir: Path, domain: str = "calo", seed: int = 0, name: str | 
     """Write a seeded, untrained tiny generator (a few thousand parameters) as a model directory at ``dir``."""
     dom = get_domain(domain)
     torch.manual_seed(seed)
-    sample_dim = 1
-    for s in dom.sample_shape:
-        sample_dim *= s
-    cfg = MLPGeneratorConfig(sample_dim=sample_dim, cond_dim=len(dom.conditions), latent_dim=8, hidden=(16,))
+    cfg = MLPGeneratorConfig(sample_dim=generator_output_size(dom), cond_dim=len(dom.conditions), latent_dim=8, hidden=(16,))
     gen = MLPGenerator(cfg)
-    with torch.no_grad():  # shift outputs so about half the values are non-zero after the final ReLU
+    with torch.no_grad():  # shift outputs so about half the values are non-zero after a final ReLU
         gen.out.bias.fill_(0.1)
     name = name or Path(dir).name
     card = {

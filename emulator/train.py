@@ -57,7 +57,7 @@ from emulator.checkpoint import (
     optimizer_to_tensors,
     save_checkpoint,
 )
-from emulator.domains import Domain, get_domain
+from emulator.domains import Domain, get_domain, network_sample
 from emulator.models import build_for_training
 from emulator.sampler import resolve_device
 from emulator.wgan_gp import Batch, GANStep
@@ -286,7 +286,7 @@ def _generate(
     for start in range(0, len(conditions), 8192):
         c = torch.from_numpy(np.ascontiguousarray(conditions[start : start + 8192])).to(device)
         z = torch.randn(len(c), generator.config.latent_dim, generator=g).to(device)
-        x = generator(z, domain.condition_features(c)).float()
+        x = network_sample(domain, generator(z, domain.condition_features(c)), c).float()
         out.append(domain.from_network(x.view(len(c), *domain.sample_shape), c).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, *domain.sample_shape), np.float32)
 
@@ -332,9 +332,10 @@ def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
     """
     _apply_domain_defaults(cfg, domain)
     k = len(domain.conditions)
-    out_act = getattr(domain, "output_activation", "none")  # calo: "relu" (network space is >= 0)
+    out_act = getattr(domain, "output_activation", "none")  # cosmo: "tanh" (network space is bounded)
     gen = build_for_training(
         getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k,
+        extra_outputs=int(getattr(domain, "generator_extra_outputs", 0)),
         latent_dim=cfg.latent_dim, hidden=cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act,
     )  # fmt: skip
     feat_dim = int(getattr(domain, "critic_feature_dim", 0)) if cfg.critic_features else 0

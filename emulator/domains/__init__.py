@@ -6,11 +6,21 @@
 
 from __future__ import annotations
 
-from emulator.domains.base import Condition, Domain, SampleWriter
+from emulator.domains.base import Condition, Domain, SampleWriter, generator_output_size, network_sample
 from emulator.domains.calo import CaloDomain
 from emulator.domains.cosmo import CosmoDomain
 
-__all__ = ["Condition", "Domain", "SampleWriter", "available_domains", "get_domain", "register_domain", "unregister_domain"]
+__all__ = [
+    "Condition",
+    "Domain",
+    "SampleWriter",
+    "available_domains",
+    "generator_output_size",
+    "get_domain",
+    "network_sample",
+    "register_domain",
+    "unregister_domain",
+]
 
 _DOMAINS: dict[str, Domain] = {}
 

@@ -14,14 +14,19 @@ Optional extras a domain may define (the trainer uses them when present):
   mean and spread the optional consistency term matches (calo: E_tot / E_inc).
 * ``read_samples(path, n=None) -> (conditions (N, k), samples (N, *sample_shape), attrs)``:
   training data from a file (needed by ``emulator train``).
-* ``output_activation: str``: the generator's final activation, "relu" when network space is
-  non-negative (calo), "none" (the default) otherwise.
+* ``output_activation: str``: the generator's final activation, e.g. "tanh" when network space
+  is bounded (cosmo); "none" (the default) otherwise.
+* ``generator_extra_outputs: int`` and ``network_output(raw, conditions) -> x``: the generator
+  emits ``generator_extra_outputs`` values beyond the sample, and ``network_output`` maps that
+  raw output to a network-space sample (calo: an explicit response that normalises the cells).
+  Use ``generator_output_size`` and ``network_sample`` rather than calling them directly.
 * ``quick_val_observables: tuple[str, ...]``: the observables used for checkpoint selection.
 * ``preprocessing: dict``: a JSON description of the transform, saved in ``config.json``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -29,7 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-__all__ = ["Condition", "Domain", "SampleWriter"]
+__all__ = ["Condition", "Domain", "SampleWriter", "generator_output_size", "network_sample"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +107,14 @@ class Domain(Protocol):
         (fast, h5py/PyTables only) or ``"gzip"`` (smallest, readable everywhere, slow).
         """
         ...
+
+
+def generator_output_size(domain: Domain) -> int:
+    """Values a flat generator emits per sample: the sample's size plus the domain's extras."""
+    return math.prod(domain.sample_shape) + int(getattr(domain, "generator_extra_outputs", 0))
+
+
+def network_sample(domain: Domain, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """A generator's raw output -> the network-space sample (the identity unless the domain maps it)."""
+    mapping = getattr(domain, "network_output", None)
+    return raw if mapping is None else mapping(raw, conditions)

@@ -62,21 +62,23 @@ def build_model(class_name: str, args: dict) -> nn.Module:
 
 
 def build_for_training(
-    class_name: str, sample_shape: tuple[int, ...], cond_dim: int, **settings: Any
+    class_name: str, sample_shape: tuple[int, ...], cond_dim: int, extra_outputs: int = 0, **settings: Any
 ) -> nn.Module:
     """A freshly initialised ``class_name`` for samples of ``sample_shape``.
 
     Configs with a ``sample_shape`` field (the conv nets) get the shape; flat ones (the MLPs)
-    get ``sample_dim``, its product. ``settings`` are further config fields by name.
+    get ``sample_dim``, its product plus ``extra_outputs`` (values a generator emits beyond the
+    sample, see ``Domain.generator_extra_outputs``). ``settings`` are further config fields by name.
     """
     cls = _model_class(class_name)
     config_class = cls.config_class  # type: ignore[attr-defined]
     names = {f.name for f in dataclasses.fields(config_class)}
-    size = (
-        {"sample_shape": tuple(sample_shape)}
-        if "sample_shape" in names
-        else {"sample_dim": math.prod(sample_shape)}
-    )
+    if "sample_shape" in names:
+        if extra_outputs:
+            raise ValueError(f"{class_name} emits a fixed sample shape; it cannot add {extra_outputs} outputs")
+        size: dict[str, Any] = {"sample_shape": tuple(sample_shape)}
+    else:
+        size = {"sample_dim": math.prod(sample_shape) + extra_outputs}
     try:
         config = config_class(**size, cond_dim=cond_dim, **settings)
     except TypeError as exc:

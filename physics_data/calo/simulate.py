@@ -21,6 +21,7 @@ Known differences from Geant4 (documented rather than hidden):
 
 * showers are axially symmetric around the beam axis; there are no individual
   secondaries, only GFLASH "spots" with equal energy per step;
+* cells below the 15 keV readout threshold (``geometry.READOUT_THRESHOLD_MEV``) read zero;
 * the pion model is an empirical two-component parametrisation (see ``_PION``), not a
   cascade; its constants come from textbook scaling laws, not from a fit to CaloGAN data.
 """
@@ -33,7 +34,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import gammainc
 
-from physics_data.calo.geometry import HALF_WINDOW_MM, LAYER_OFFSETS, LAYERS, N_CELLS, N_LAYERS, STACK_X0
+from physics_data.calo.geometry import (
+    HALF_WINDOW_MM,
+    LAYER_OFFSETS,
+    LAYERS,
+    N_CELLS,
+    N_LAYERS,
+    READOUT_THRESHOLD_MEV,
+    STACK_X0,
+)
 from physics_data.calo.showers import Showers
 
 __all__ = [
@@ -48,7 +57,7 @@ __all__ = [
     "simulate_showers",
 ]
 
-SIMULATOR_VERSION = "1.0.0"
+SIMULATOR_VERSION = "1.1.0"  # 1.1.0: 15 keV cell readout threshold
 PARTICLES = ("e+", "gamma", "pi+")
 
 # ---------------------------------------------------------------------------------------------
@@ -455,6 +464,7 @@ def simulate_showers(particle: str, energy_gev: np.ndarray | float, rng: np.rand
         stop = max(int(np.searchsorted(cost, cost[start] + _MAX_SPOTS_PER_BATCH, side="right")) - 1, start + 1)
         cells[start:stop], overflow[start:stop] = _batch(particle, energy[start:stop], rng)
         start = stop
+    cells[cells < READOUT_THRESHOLD_MEV] = 0.0  # readout threshold (overflow is a sum, not a cell)
     return Showers(energy.astype(np.float32), cells, overflow)
 
 

@@ -36,13 +36,26 @@ def test_energy_consistency_zero_for_matching_and_positive_for_shifted():
     feat = torch.rand(400)
     assert energy_consistency(r, r, feat, 10).item() == pytest.approx(0.0, abs=1e-6)
     shifted = energy_consistency(r + 0.02, r, feat, 10).item()
-    assert shifted == pytest.approx(0.02, rel=1e-3)  # |Δmean| = 0.02 in every bin, std unchanged (float32)
+    # |Δmean| = 0.02 in every bin, std unchanged: 0.02 in units of the bins' spread (~0.1 / sqrt(12))
+    assert shifted == pytest.approx(0.02 / (0.1 / 12**0.5), rel=0.15)
+    # in units of the real spread: a response 100x narrower shifted 100x less scores the same
+    narrow = energy_consistency(0.01 * (r + 0.02), 0.01 * r, feat, 10).item()
+    assert narrow == pytest.approx(shifted, rel=1e-3)
+
+
+def test_energy_consistency_skips_bins_with_too_few_samples():
+    r = torch.linspace(0.9, 1.1, 100)
+    feat = torch.full((100,), 0.05)
+    feat[:3] = 0.95  # three samples alone in the last bin, badly off
+    fake = r.clone()
+    fake[:3] += 5.0
+    assert energy_consistency(fake, r, feat, 10).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def _tiny_gan(energy_weight: float = 1.0) -> tuple[GANStep, Batch]:
     torch.manual_seed(0)
     calo = get_domain("calo")
-    gen = MLPGenerator(MLPGeneratorConfig(507, 1, latent_dim=8, hidden=(16,)))
+    gen = MLPGenerator(MLPGeneratorConfig(508, 1, latent_dim=8, hidden=(16,)))
     critic = MLPCritic(MLPCriticConfig(507, 1, calo.critic_feature_dim, hidden=(16,)))
     gan = GANStep(gen, critic, calo, n_critic=2, energy_weight=energy_weight)
     e = torch.rand(32, 1) * 99 + 1
