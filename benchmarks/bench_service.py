@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from emulator.conditions import parse_conditions  # noqa: E402
 from emulator.registry import list_models, load_sampler  # noqa: E402
+from emulator.sampler import default_torch_threads  # noqa: E402
 from emulator.testing import make_tiny_model  # noqa: E402
 from pipelines.generate import DEFAULT_COMPRESSION, GenerateJob, generate  # noqa: E402
 from services.client import EmulatorClient  # noqa: E402
-from services.core.config import default_torch_threads  # noqa: E402
 
 CONDITIONS = {"energy": {"uniform": [1.0, 100.0]}}
 

@@ -92,6 +92,7 @@ class TrainConfig:
     beta2: float = 0.9  # Adam beta2 (WGAN-GP: 0.9)
     energy_weight: float = 0.0  # weight of the energy-consistency term in the generator loss (0: off)
     n_energy_bins: int = 10  # condition bins of the energy-consistency term
+    energy_scale: str = "absolute"  # "absolute" or "relative" (in units of each bin's real spread)
     ema_decay: float = 0.999  # EMA decay of the exported generator weights
     # -- architecture --------------------------------------------------------------------------
     latent_dim: int = 128  # generator latent size
@@ -465,7 +466,7 @@ def train_func(
         gen, critic, domain,
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), n_critic=cfg.n_critic,
         gp_lambda=cfg.gp_lambda, energy_weight=cfg.energy_weight, n_energy_bins=cfg.n_energy_bins,
-        use_critic_features=cfg.critic_features, amp=cfg.amp, cuda_graph=cfg.cuda_graph and world_size == 1,
+        energy_scale=cfg.energy_scale, use_critic_features=cfg.critic_features, amp=cfg.amp, cuda_graph=cfg.cuda_graph and world_size == 1,
     )  # fmt: skip
     index_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
     n_train = data.x.shape[0]

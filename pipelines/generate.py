@@ -47,8 +47,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from emulator.sampler import default_torch_threads
 from pipelines.cli import CLIError
-from services.core.config import default_torch_threads
 
 __all__ = ["GenerateJob", "add_parser", "generate", "shard_dir", "write_shard"]
 

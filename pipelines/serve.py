@@ -11,8 +11,8 @@ import argparse
 import importlib.util
 import os
 
+from emulator.sampler import default_torch_threads
 from pipelines.cli import CLIError
-from services.core.config import default_torch_threads
 
 __all__ = ["add_parser", "run"]
 
@@ -37,11 +37,16 @@ several times slower than uvicorn: prefer plain `emulator serve` for bulk sample
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``serve``."""
     p = subparsers.add_parser(
-        "serve", help="serve samples over HTTP", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+        "serve",
+        help="serve samples over HTTP",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1, or $EMULATOR_HOST)")
     p.add_argument("--port", type=int, default=None, help="TCP port (default 8000, or $EMULATOR_PORT)")
-    p.add_argument("--workers", type=int, default=1, help="server processes (default 1; each loads the models)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="server processes (default 1; each loads the models)"
+    )
     p.add_argument(
         "--models-path", action="append", default=None, metavar="DIR",
         help="directory of model folders (repeatable; default: the shipped models/ plus $EMULATOR_MODELS_PATH)",
@@ -55,12 +60,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     ray = p.add_argument_group("Ray Serve")
     ray.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead of uvicorn")
-    ray.add_argument("--replicas", type=int, default=1, help="Serve replicas (default 1; each loads the models)")
+    ray.add_argument(
+        "--replicas", type=int, default=1, help="Serve replicas (default 1; each loads the models)"
+    )
     ray.add_argument(
         "--gpus-per-replica", type=float, default=None,
         help="GPUs per replica (default: 1 if the cluster has a GPU per replica now, else 0)",
     )  # fmt: skip
-    ray.add_argument("--address", default=None, help="Ray cluster: auto, ray://HOST:10001 (default: $RAY_ADDRESS or local)")
+    ray.add_argument(
+        "--address", default=None, help="Ray cluster: auto, ray://HOST:10001 (default: $RAY_ADDRESS or local)"
+    )
     p.set_defaults(func=run)
 
 
@@ -113,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
             gpus_per_replica=args.gpus_per_replica,
         )  # fmt: skip
         return 0
-    print(f"serving {len(names)} model(s): {', '.join(names) or 'none'} on http://{settings.host}:{settings.port}")
+    print(
+        f"serving {len(names)} model(s): {', '.join(names) or 'none'} on http://{settings.host}:{settings.port}"
+    )
     uvicorn.run(
         "services.main:create_app",
         factory=True,

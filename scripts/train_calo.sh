@@ -17,12 +17,13 @@ cd "$(dirname "$0")/.."
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-N_TRAIN=${N_TRAIN:-200000}        # training showers per particle
+N_TRAIN=${N_TRAIN:-250000}        # training showers per particle
 WORKERS=${WORKERS:-16}            # simulation processes
 STEPS=${STEPS:-100000}            # generator updates per model (upper bound; see TRAIN_SECONDS)
-TRAIN_SECONDS=${TRAIN_SECONDS:-260}  # wall-clock budget per model; 0 = run exactly STEPS (bit-reproducible)
+TRAIN_SECONDS=${TRAIN_SECONDS:-390}  # wall-clock budget per model; 0 = run exactly STEPS (bit-reproducible)
 BATCH=${BATCH:-1024}              # batch size
 ENERGY_WEIGHT=${ENERGY_WEIGHT:-1.0}  # energy-consistency term weight
+ENERGY_SCALE=${ENERGY_SCALE:-relative}  # its units: relative (to each bin's spread) or absolute
 VAL_EVERY=${VAL_EVERY:-2000}      # quick validation / best-model export interval
 SEED=${SEED:-1}                   # base seed: data seed is SEED*100+k, training seed is SEED
 PARTICLES=${PARTICLES:-"e+ gamma pi+"}
@@ -31,6 +32,8 @@ DEVICE=${DEVICE:-auto}
 DATA_DIR=${DATA_DIR:-data/calo}
 RUN_ROOT=${RUN_ROOT:-runs}
 MODELS_DIR=${MODELS_DIR:-models}
+MODEL_VERSION=${MODEL_VERSION:-1.1.0}  # version recorded in the model cards
+G_HIDDEN=${G_HIDDEN:-512,512,512}  # generator widths (1.7 MFLOP per shower)
 EXTRA_TRAIN_ARGS=${EXTRA_TRAIN_ARGS:-}   # e.g. "--set lr_g=2e-4 --set g_hidden=512,512"
 
 mkdir -p "$DATA_DIR" "$RUN_ROOT/logs" "$MODELS_DIR"
@@ -61,7 +64,7 @@ train_one() {
     data="$DATA_DIR/${name#calo-}-train.h5"
     # shellcheck disable=SC2086
     cli train calo --particle "$p" --data "$data" --out "$MODELS_DIR/$name" --run-dir "$RUN_ROOT/$name" \
-        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --seed "$SEED" --device "$DEVICE" \
+        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --set energy_scale="$ENERGY_SCALE" --set g_hidden="$G_HIDDEN" --set version="$MODEL_VERSION" --seed "$SEED" --device "$DEVICE" \
         --set val_every="$VAL_EVERY" --set checkpoint_every="$VAL_EVERY" --set time_limit_s="$TRAIN_SECONDS" --set log_every=100 --no-progress \
         $EXTRA_TRAIN_ARGS >"$RUN_ROOT/logs/train-$name.log" 2>&1
 }

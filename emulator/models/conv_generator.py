@@ -132,7 +132,12 @@ class ConvGenerator(nn.Module):
 
     def flops_per_sample(self) -> int:
         """Multiply-adds x 2 of the convolutions and linear layers for one sample."""
-        return count_flops(self, torch.zeros(1, self.config.latent_dim), torch.zeros(1, self.config.cond_dim))
+        device = next(self.parameters()).device
+        return count_flops(
+            self,
+            torch.zeros(1, self.config.latent_dim, device=device),
+            torch.zeros(1, self.config.cond_dim, device=device),
+        )
 
 
 def count_flops(module: nn.Module, *inputs: torch.Tensor) -> int:

@@ -15,6 +15,8 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from emulator.sampler import default_torch_threads
+
 __all__ = ["Settings", "default_torch_threads", "is_loopback"]
 
 _LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
@@ -28,16 +30,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def default_torch_threads() -> int:
-    """Torch CPU threads for generation that leave one core for the transport (HTTP or HDF5 writing).
-
-    Measured on the 2-core development machine (tiny MLP, loaded machine): 1 thread generated 238k
-    samples/s and served 210k/s over HTTP; 2 threads 66k/s and 60-76k/s (OpenMP threads spinning
-    against the server and the client for the same cores).
-    """
-    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def _split_list(value: object, sep: str) -> object:

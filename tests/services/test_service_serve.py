@@ -16,9 +16,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from emulator.sampler import default_torch_threads
 from pipelines.cli import build_parser, main
 from pipelines.serve import _env_overrides
-from services.core.config import default_torch_threads
 from services.main import create_app
 
 ENTRY_POINT = Path(sys.executable).parent / "emulator"
