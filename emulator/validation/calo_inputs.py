@@ -11,6 +11,9 @@ This is the only module of the package that knows about calorimeters. It fixes:
   features plus the response E_tot/E_inc); layer energies and ``lateral_depth`` enter
   the high-level vector as log10;
 * mean shower images: the mean cell energy (MeV) of each layer on its physical extent.
+
+:data:`CALO_ADAPTER` is the domain's :class:`~emulator.validation.adapters.ValidationAdapter`
+(CaloGAN or CaloChallenge files; thresholds ``calo_piplus`` for pi+, ``calo_default`` otherwise).
 """
 
 from __future__ import annotations
@@ -19,13 +22,22 @@ from pathlib import Path
 
 import numpy as np
 
+from emulator.validation.adapters import hdf5_datasets
 from emulator.validation.samples import ImagePanel, SampleSet, ValidationSpec
-from physics_data.calo.geometry import HALF_WINDOW_MM, LAYERS, from_flat
+from physics_data.calo.geometry import HALF_WINDOW_MM, LAYERS, N_CELLS, from_flat
 from physics_data.calo.io import count_showers, read_attrs, read_showers
 from physics_data.calo.observables import compute_observables
 from physics_data.calo.showers import Showers
 
-__all__ = ["CALO_LOG_OBSERVABLES", "calo_spec", "load_calo_file", "mean_layer_images", "showers_to_sampleset"]
+__all__ = [
+    "CALO_ADAPTER",
+    "CALO_LOG_OBSERVABLES",
+    "CaloAdapter",
+    "calo_spec",
+    "load_calo_file",
+    "mean_layer_images",
+    "showers_to_sampleset",
+]
 
 CALO_LOG_OBSERVABLES = frozenset({"E_0", "E_1", "E_2", "E_tot", "lateral_depth"})
 """Observables spanning decades over 1-100 GeV: log10 in features, log x axes in plots."""
@@ -99,3 +111,52 @@ def load_calo_file(path: str | Path, max_samples: int | None = None) -> tuple[Sh
     total = count_showers(path)
     n = total if max_samples is None else min(max_samples, total)
     return read_showers(path, n=n), read_attrs(path)
+
+
+class CaloAdapter:
+    """The calorimeter :class:`~emulator.validation.adapters.ValidationAdapter` (native samples: ``Showers``)."""
+
+    domain = "calo"
+    noun = "showers"
+
+    def recognises(self, path: Path) -> bool:
+        """A CaloGAN (``energy``, ``layer_0``, ...) or CaloChallenge (``incident_energies``, ``showers``) file."""
+        names = hdf5_datasets(path)
+        return {"energy", "layer_0"} <= names or {"incident_energies", "showers"} <= names
+
+    def load(self, path: Path, max_samples: int | None) -> tuple[Showers, dict]:
+        """The first ``max_samples`` showers and the file attributes."""
+        return load_calo_file(path, max_samples)
+
+    def conditions(self, samples: Showers) -> np.ndarray:
+        """(N, 1) incident energies in GeV."""
+        return samples.energy.astype(np.float64)[:, None]
+
+    def from_generated(self, conditions: np.ndarray, samples: np.ndarray) -> Showers:
+        """A calo model's flat output (504 cells then 3 overflow values, MeV) as ``Showers``."""
+        flat = samples.reshape(len(samples), -1)
+        return Showers(
+            np.asarray(conditions, dtype=np.float32)[:, 0],
+            np.ascontiguousarray(flat[:, :N_CELLS]),
+            np.ascontiguousarray(flat[:, N_CELLS : N_CELLS + 3]),
+        )
+
+    def label(self, attrs: dict) -> str:
+        """The particle (``"e+"``, ``"gamma"``, ``"pi+"``) or ``""``."""
+        return str(attrs.get("particle") or "")
+
+    def default_thresholds(self, label: str) -> str:
+        """``calo_piplus`` for pi+ showers (wider hadronic tolerances), ``calo_default`` otherwise."""
+        return "calo_piplus" if label == "pi+" else "calo_default"
+
+    def spec(self, label: str) -> ValidationSpec:
+        """:func:`calo_spec` for this particle."""
+        return calo_spec(label)
+
+    def to_sampleset(self, samples: Showers) -> SampleSet:
+        """:func:`showers_to_sampleset`."""
+        return showers_to_sampleset(samples)
+
+
+CALO_ADAPTER = CaloAdapter()
+"""The calorimeter adapter registered for domain ``"calo"``."""

@@ -8,11 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from emulator.validation.plots import (
+    binned_figure,
     classifier_figure,
     conditioning_heatmap,
+    examples_figure,
     figure_png,
     images_figure,
     observable_figure,
@@ -114,6 +117,38 @@ def _observables_table(m: dict[str, Any]) -> str:
     )
 
 
+def _statistics_section(m: dict[str, Any], spec: ValidationSpec) -> list[str]:
+    """Table and figures of the domain's binned statistics (empty for domains without any)."""
+    if not m.get("statistics"):
+        return []
+    tolerances = m["thresholds"].get("statistics", {})
+    rows, figures = [], []
+    for stat in spec.binned_statistics:
+        st = m["statistics"][stat.name]
+        dev = np.abs(np.asarray(st["dev"], dtype=float))
+        checked = np.asarray(st["checked"], bool)
+        worst = int(np.flatnonzero(checked)[np.argmax(dev[checked])]) if checked.any() else None
+        worst_txt = f"{dev[worst]:.3g} at {html.escape(st['bins'][worst])}" if worst is not None else "n/a"
+        rows.append(
+            f"<tr><td>{html.escape(stat.name)}</td><td>{html.escape(st['title'])}</td>"
+            f"<td class='num'>{int(checked.sum())} of {len(checked)} ({html.escape(st['checked_description'] or 'all')})</td>"
+            f"<td class='num'>{float(np.mean(dev[checked])) if checked.any() else float('nan'):.3g}</td>"
+            f"<td class='num'>{worst_txt}</td></tr>"
+        )
+        fig = binned_figure(st, tolerances.get(stat.name, {}), stat.log_x, stat.log_y)
+        figures.append(_img(fig, cls="", alt=stat.name))
+    return [
+        "<h2>Binned statistics</h2>",
+        "<p class='note'>Per-bin means over samples, reference (grey band: ± its error) vs generated (red); "
+        "lower panel gen/ref (or (gen − ref)/max|ref| for statistics that cross zero) with the per-bin "
+        "tolerance band; hollow points are bins the checks leave out (outside the checked range or too few "
+        "reference counts). |dev| columns are over the checked range, before any count cut.</p>",
+        "<table><tr><th>statistic</th><th>what</th><th>checked bins</th><th>mean |dev|</th><th>max |dev|</th></tr>"
+        + "".join(rows) + "</table>",
+        "<div class='grid'>", *figures, "</div>",
+    ]  # fmt: skip
+
+
 def render_html(
     metrics: dict[str, Any], generated: SampleSet, reference: SampleSet, spec: ValidationSpec
 ) -> str:
@@ -167,6 +202,7 @@ def render_html(
         )
         parts.append(_img(fig, cls="", alt=name))
     parts.append("</div>")
+    parts += _statistics_section(m, spec)
     parts += [
         f"<h2>Observable means per {html.escape(m['conditioning']['condition'])} bin</h2>",
         _img(
@@ -189,6 +225,12 @@ def render_html(
             "<p class='note'>Average over all samples; log colour scale shared by reference and generated; "
             "bottom row: generated / reference per pixel (log scale, 0.5–2).</p>",
             _img(images_figure(reference.images, generated.images), alt="images"),
+        ]
+    if reference.examples and generated.examples:
+        parts += [
+            "<h2>Example samples</h2>",
+            "<p class='note'>The first few samples of each set (not selected); one log colour scale for all.</p>",
+            _img(examples_figure(reference.examples, generated.examples), alt="examples"),
         ]
     if m["classifier"]:
         parts += [

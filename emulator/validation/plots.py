@@ -19,8 +19,10 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 from emulator.validation.samples import ImagePanel, ValidationSpec
 
 __all__ = [
+    "binned_figure",
     "classifier_figure",
     "conditioning_heatmap",
+    "examples_figure",
     "figure_png",
     "images_figure",
     "observable_figure",
@@ -278,4 +280,89 @@ def classifier_figure(classifiers: dict[str, Any]) -> Figure:
             f"{level.replace('_', '-')}: validation AUC {res['auc']:.3f} ± {res['auc_err']:.3f}", fontsize=10
         )
         ax.legend(fontsize=7)
+    return fig
+
+
+def binned_figure(
+    stat: dict[str, Any], tolerances: dict[str, float | None], log_x: bool = False, log_y: bool = False
+) -> Figure:
+    """One binned statistic (``metrics["statistics"][name]``): per-bin means, reference vs generated,
+    over a gen/ref ratio panel (or (gen - ref)/max|ref| for zero-crossing statistics) with the
+    per-bin tolerance band of ``tolerances`` (the thresholds entry); bins the checks skip are hollow."""
+    x = np.asarray(stat["x"], dtype=float)
+    checked = np.asarray(stat["checked"], bool)
+    gate, bin_tol = tolerances.get("min_ref_counts"), tolerances.get("bin_rel_tol")
+    if stat["counts_ref"] is not None and gate is not None:
+        checked &= np.asarray(stat["counts_ref"]) >= gate
+    fig = Figure(figsize=(4.6, 3.9))
+    ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1], "hspace": 0.05})
+    ref, ref_err = np.asarray(stat["mean_ref"]), np.asarray(stat["mean_ref_err"])
+    ax.fill_between(x, ref - ref_err, ref + ref_err, color=REF_COLOR, alpha=0.5)
+    ax.plot(x, ref, color=REF_COLOR, lw=1.2, label=f"reference ({stat['n_reference']:,})")
+    ax.errorbar(x, stat["mean_gen"], yerr=stat["mean_gen_err"], fmt="o", ms=2.5, color=GEN_COLOR, lw=0.8,
+                label=f"generated ({stat['n_generated']:,})")  # fmt: skip
+    ax.set_ylabel(stat["y_label"], fontsize=8)
+    ax.set_title(stat["title"], fontsize=9)
+    ax.legend(fontsize=7)
+    if log_y and np.any(ref > 0):
+        ax.set_yscale("log")
+        shown = np.concatenate([ref, np.asarray(stat["mean_gen"], dtype=float)])
+        ax.set_ylim(bottom=0.5 * shown[shown > 0].min())  # not down to the error band's negative edge
+    by_max = stat["relative_to"] == "max"
+    centre = 0.0 if by_max else 1.0
+    y = np.asarray(stat["dev"], dtype=float) + centre
+    y_err = np.asarray(stat["dev_err"], dtype=float)
+    if bin_tol is not None:
+        rax.axhspan(centre - bin_tol, centre + bin_tol, color=BAND_COLOR, alpha=0.2, label=f"±{bin_tol:.0%}")
+        rax.legend(fontsize=6, loc="upper right")
+    seen = np.abs(y[checked & np.isfinite(y)] - centre)
+    lim = min(max(3 * (bin_tol or 0.05), 1.2 * float(seen.max()) if seen.size else 0.0), 1.0)
+    inside = np.abs(y - centre) <= lim
+    for mask, face in ((checked, GEN_COLOR), (~checked, "none")):
+        m = mask & inside
+        rax.errorbar(x[m], y[m], yerr=y_err[m], fmt="o", ms=2.5, color=GEN_COLOR, mfc=face, lw=0.8)
+    for sign, marker in ((1, "^"), (-1, "v")):  # off-scale bins: a triangle on the edge
+        m = ~inside & (np.sign(np.nan_to_num(y - centre, nan=1.0)) == sign)
+        rax.plot(x[m], np.full(m.sum(), centre + sign * 0.97 * lim), marker, ms=4, color=GEN_COLOR, ls="none")
+    rax.axhline(centre, color="k", lw=0.8)
+    rax.set_ylim(centre - lim, centre + lim)
+    rax.set_ylabel("(gen − ref)/max|ref|" if by_max else "gen/ref", fontsize=8)
+    rax.set_xlabel(stat["x_label"], fontsize=8)
+    if log_x and np.all(x > 0):
+        ax.set_xscale("log")
+    for a in (ax, rax):
+        a.tick_params(which="both", labelsize=7)
+        a.xaxis.set_minor_formatter(NullFormatter())
+    return fig
+
+
+def examples_figure(ref_panels: list[ImagePanel], gen_panels: list[ImagePanel]) -> Figure:
+    """A few individual samples side by side: reference (top row) and generated (bottom row),
+    one logarithmic colour scale (from the reference's pixels) for all panels."""
+    n = max(len(ref_panels), len(gen_panels))
+    fig = Figure(figsize=(3.2 * n, 6.4))
+    axes = fig.subplots(2, n, squeeze=False, gridspec_kw={"hspace": 0.25, "wspace": 0.15})
+    # the reference sets the colour scale: a broken generator must not wash out the reference panels
+    pixels = np.concatenate([p.image.ravel() for p in ref_panels or gen_panels])
+    pos = pixels[pixels > 0]
+    vmax = float(np.quantile(pos, 0.999)) if pos.size else 1.0
+    norm = LogNorm(vmin=max(float(np.quantile(pos, 0.01)) if pos.size else 1e-3, vmax * 1e-4), vmax=vmax)
+    im = None
+    for i, (panels, label) in enumerate(((ref_panels, "reference"), (gen_panels, "generated"))):
+        for j in range(n):
+            ax = axes[i, j]
+            if j >= len(panels):
+                ax.set_axis_off()
+                continue
+            panel = panels[j]
+            im = ax.imshow(np.clip(panel.image, norm.vmin, norm.vmax), norm=norm, cmap="magma", extent=panel.extent,
+                           origin="lower", interpolation="nearest")  # fmt: skip
+            ax.set_title(f"{label}: {panel.title}", fontsize=8)
+            ax.set_xlabel(panel.axis_labels[0], fontsize=7)
+            ax.set_ylabel(panel.axis_labels[1] if j == 0 else "", fontsize=7)
+            ax.tick_params(labelsize=6)
+    if im is not None:
+        fig.colorbar(im, ax=axes, fraction=0.02, pad=0.02).set_label(
+            ref_panels[0].unit if ref_panels else "", fontsize=8
+        )
     return fig

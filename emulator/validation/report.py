@@ -7,7 +7,8 @@ The stages (each timed in ``metrics["timing_s"]``):
 3. sliced Wasserstein on the low-level vectors and exact EMD on high-level features;
 4. FPD and KPD on the high-level feature vector (``fpd_kpd``);
 5. classifier AUCs on high-level and low-level features (``classifier``);
-6. pass/fail checks against a thresholds file (``thresholds``).
+6. the domain's binned statistics bin by bin, when it has any (``binned``);
+7. pass/fail checks against a thresholds file (``thresholds``).
 
 The top-level keys ``auc_high_level``, ``auc_low_level``, ``fpd``, ``kpd`` and ``passed``
 are what model cards and CI read; everything else is for the report and for debugging.
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from emulator.validation.binned import compare_all
 from emulator.validation.classifier import ClassifierConfig, classifier_auc
 from emulator.validation.conditioning import conditioning_table
 from emulator.validation.distances import exact_emd, observable_w1, sliced_wasserstein
@@ -59,6 +61,9 @@ DEFINITIONS: dict[str, str] = {
     "same between two reference subsamples.",
     "conditioning": "Per condition bin: mean and relative spread (std/mean) of every observable, "
     "generated vs reference, their errors and relative deviations.",
+    "statistics": "Per binned statistic of the domain: per-bin means over samples (errors std/sqrt(N)), "
+    "ratio gen/ref and dev = (gen - ref)/|ref| per bin (relative_to 'bin') or /max|ref| ('max'), "
+    "with its error; counts_* are the entries (pixels, peaks) behind each bin.",
     "passed": "True when every check of the thresholds file passes.",
 }
 
@@ -98,6 +103,28 @@ def _check_finite(samples: SampleSet, label: str) -> None:
         raise ValueError(f"{label} samples contain NaN or inf values; fix the samples first")
     if not np.isfinite(samples.conditions).all():
         raise ValueError(f"{label} conditions contain NaN or inf values")
+    for name, values in samples.binned.items():
+        if not np.isfinite(values).all():
+            raise ValueError(
+                f"{label} binned statistic {name!r} has non-finite values; fix the samples first"
+            )
+
+
+def _check_statistics(
+    generated: SampleSet, reference: SampleSet, spec: ValidationSpec, thr: ThresholdConfig
+) -> None:
+    """Fail early when the thresholds judge statistics the domain or the samples do not provide."""
+    known = {s.name for s in spec.binned_statistics}
+    unknown = sorted(set(thr.statistics) - known)
+    if unknown:
+        raise ValueError(
+            f"thresholds {thr.name!r} check statistic(s) {unknown} that the {spec.domain} domain does not "
+            f"compute (it has {sorted(known) or 'none'}); choose thresholds made for {spec.domain}"
+        )
+    for stat in spec.binned_statistics:
+        for label, samples in (("generated", generated), ("reference", reference)):
+            if stat.name not in samples.binned:
+                raise ValueError(f"{label} samples lack the binned statistic {stat.name!r}")
 
 
 def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -128,6 +155,7 @@ def validate(
     say = progress or (lambda _msg: None)
     _check_finite(generated, "generated")
     _check_finite(reference, "reference")
+    _check_statistics(generated, reference, spec, thr)
     if generated.low_level.shape[1] != reference.low_level.shape[1]:
         raise ValueError(
             f"generated samples have {generated.low_level.shape[1]} values each, reference {reference.low_level.shape[1]}"
@@ -208,6 +236,18 @@ def validate(
         )
         timing["classifier_low_level"] = time.perf_counter() - t
 
+    statistics: dict[str, Any] = {}
+    if spec.binned_statistics:
+        t = stage(f"{len(spec.binned_statistics)} binned statistics")
+        statistics = compare_all(
+            spec.binned_statistics,
+            generated.binned,
+            reference.binned,
+            generated.binned_counts,
+            reference.binned_counts,
+        )
+        timing["statistics"] = time.perf_counter() - t
+
     metrics: dict[str, Any] = {
         "schema": METRICS_SCHEMA,
         "passed": False,
@@ -250,6 +290,7 @@ def validate(
             },
         },
         "classifier": classifiers,
+        "statistics": statistics,
         "spec": {
             "domain": spec.domain,
             "particle": spec.particle,
@@ -259,6 +300,7 @@ def validate(
             "response": spec.response,
             "low_level": spec.low_level_description,
             "low_level_size": int(generated.low_level.shape[1]),
+            "binned_statistics": [s.name for s in spec.binned_statistics],
         },
         "config": asdict(cfg),
         "definitions": DEFINITIONS,
@@ -273,6 +315,7 @@ def validate(
         "file": thr.path,
         "description": thr.description,
         "values": thr.checks,
+        "statistics": thr.statistics,
     }
     timing["checks"] = time.perf_counter() - t
     timing["total"] = time.perf_counter() - t_all

@@ -2,8 +2,9 @@
 
 The validator never imports a simulator, a file format or a model. A domain adapter (the
 calo one is :mod:`emulator.validation.calo_inputs`) turns its samples into a
-:class:`SampleSet` and describes the condition axis and plotting conventions once in a
-:class:`ValidationSpec`. A new domain plugs in by writing such an adapter; nothing here
+:class:`SampleSet` and describes the condition axis, its binned statistics (power spectra,
+histograms) and plotting conventions once in a :class:`ValidationSpec`. A new domain plugs
+in by writing such an adapter (see :mod:`emulator.validation.adapters`); nothing here
 changes.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ImagePanel", "SampleSet", "ValidationSpec"]
+__all__ = ["BinnedStatistic", "ImagePanel", "SampleSet", "ValidationSpec"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,47 @@ class ImagePanel:
     axis_labels: tuple[str, str] = ("", "")
 
 
+@dataclass(frozen=True)
+class BinnedStatistic:
+    """A per-sample statistic with a fixed binning (a power spectrum, a histogram), compared bin by bin.
+
+    Each sample contributes one vector ``SampleSet.binned[name]`` (N, n_bins); the validator
+    compares the per-bin means of generated and reference samples, with errors from the
+    sample-to-sample scatter (``emulator.validation.binned``), and a thresholds file can check
+    them (``statistics`` section of ``emulator.validation.thresholds``).
+
+    Attributes:
+        name: key in ``SampleSet.binned`` and in ``metrics["statistics"]``, e.g. ``"power_spectrum"``.
+        title: one line for the report, e.g. ``"2D power spectrum P(k)"``.
+        x: (n_bins,) bin positions for plots (bin centres, k values, thresholds).
+        x_label, y_label: plot axis labels (with units).
+        bin_label: format of one bin in check messages, applied as ``bin_label.format(x)``.
+        checked: (n_bins,) bins the checks look at (all when None), e.g. k <= k_Ny / 2.
+        checked_description: what ``checked`` selects, for check descriptions ("k <= k_Ny/2").
+        relative_to: ``"bin"``: deviation (gen - ref) / |ref| per bin; ``"max"``: (gen - ref) / max |ref|
+            over the bins (for statistics that cross zero, such as Minkowski functionals).
+        log_x, log_y: logarithmic plot axes.
+    """
+
+    name: str
+    title: str
+    x: tuple[float, ...]
+    x_label: str
+    y_label: str
+    bin_label: str = "{:.3g}"
+    checked: tuple[bool, ...] | None = None
+    checked_description: str = ""
+    relative_to: str = "bin"
+    log_x: bool = False
+    log_y: bool = False
+
+    def __post_init__(self) -> None:
+        if self.relative_to not in ("bin", "max"):
+            raise ValueError(f"relative_to must be 'bin' or 'max', got {self.relative_to!r}")
+        if self.checked is not None and len(self.checked) != len(self.x):
+            raise ValueError(f"{self.name}: checked has {len(self.checked)} entries for {len(self.x)} bins")
+
+
 @dataclass
 class SampleSet:
     """One sample (generated or reference) in the validator's terms.
@@ -47,12 +89,19 @@ class SampleSet:
         observables: ``{name: (N,) array}`` physics statistics per sample (calo: the CaloGAN
             shower-shape features plus the response E_tot/E_inc).
         images: optional mean-image panels, computed by the domain over the whole sample.
+        binned: ``{name: (N, n_bins) array}`` per-sample values of the spec's binned statistics.
+        binned_counts: ``{name: (N, n_bins) array}`` entries (pixels, peaks) behind each bin of a
+            binned statistic, for "where the reference has at least n counts"; absent: no gating.
+        examples: optional panels of a few individual samples shown side by side in the report.
     """
 
     conditions: np.ndarray
     low_level: np.ndarray
     observables: dict[str, np.ndarray]
     images: list[ImagePanel] = field(default_factory=list)
+    binned: dict[str, np.ndarray] = field(default_factory=dict)
+    binned_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    examples: list[ImagePanel] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.conditions = np.asarray(self.conditions, dtype=np.float64)
@@ -67,6 +116,10 @@ class SampleSet:
                 raise ValueError(f"observable {name!r} must have shape ({n},), got {np.shape(values)}")
         if not self.observables:
             raise ValueError("a SampleSet needs at least one observable")
+        for kind, table in (("binned", self.binned), ("binned_counts", self.binned_counts)):
+            for name, values in table.items():
+                if np.ndim(values) != 2 or np.shape(values)[0] != n:
+                    raise ValueError(f"{kind} {name!r} must have shape ({n}, n_bins), got {np.shape(values)}")
 
     def __len__(self) -> int:
         return int(self.conditions.shape[0])
@@ -93,6 +146,7 @@ class ValidationSpec:
         observable_labels: optional pretty labels with units for plots.
         low_level_description: what ``SampleSet.low_level`` holds, for the report.
         particle: free-text label of the sample (calo: ``"e+"``), for the report.
+        binned_statistics: the domain's binned statistics (``SampleSet.binned``), compared bin by bin.
     """
 
     domain: str
@@ -108,6 +162,7 @@ class ValidationSpec:
     observable_labels: dict[str, str] = field(default_factory=dict)
     low_level_description: str = ""
     particle: str = ""
+    binned_statistics: tuple[BinnedStatistic, ...] = ()
 
     def __post_init__(self) -> None:
         if self.condition_binning not in ("linear", "log"):

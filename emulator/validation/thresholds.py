@@ -16,6 +16,18 @@ A thresholds file (``emulator/validation/thresholds/*.json``) has a ``name``, a
   0.5 %-of-mean offset of a feature measured to 0.3 % (the response has its own check).
 * ``significance_sigma``: z used by the per-bin checks (below).
 
+An optional ``statistics`` object checks the domain's binned statistics (power spectra,
+histograms; ``ValidationSpec.binned_statistics``, compared by ``emulator.validation.binned``),
+one entry per statistic name with the keys (null or absent disables a check):
+
+* ``mean_rel_tol``: the mean |deviation| over the checked bins (check ``<name>_mean``);
+* ``bin_rel_tol``: |deviation| in every checked bin (check ``<name>_bins``);
+* ``min_ref_counts``: bins count only where the reference has at least this many entries
+  (pixels, peaks) in total; statistics without counts are not gated.
+
+The deviation is the statistic's (gen - ref) / |ref| per bin (gen/ref - 1), or / max |ref|
+for statistics that cross zero; both checks follow the per-bin rule below.
+
 Per-bin checks compare an estimate with a tolerance, and the estimate has a statistical
 error. A bin **fails** when its deviation is both *relevant* (|dev| > tolerance) and
 *significant* (|dev| > z * error): a deviation beyond tolerance that statistics alone can
@@ -29,13 +41,13 @@ below the tolerances and the rule reduces to |dev| > tolerance.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["THRESHOLDS_DIR", "ThresholdConfig", "evaluate_checks", "load_thresholds"]
+__all__ = ["THRESHOLDS_DIR", "ThresholdConfig", "evaluate_checks", "load_thresholds", "statistic_checks"]
 
 THRESHOLDS_DIR = Path(__file__).with_name("thresholds")
 
@@ -49,16 +61,19 @@ _KEYS = (
     "observable_mean_std_tol",
     "significance_sigma",
 )
+_STATISTIC_KEYS = ("mean_rel_tol", "bin_rel_tol", "min_ref_counts")
 
 
 @dataclass(frozen=True)
 class ThresholdConfig:
-    """A loaded thresholds file: its name, description, source path and check values."""
+    """A loaded thresholds file: its name, description, source path, check values and
+    per-statistic tolerances (``{statistic: {key: value}}``, see the module doc)."""
 
     name: str
     description: str
     path: str
     checks: dict[str, float | None]
+    statistics: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 def load_thresholds(path: str | Path | None = None) -> ThresholdConfig:
@@ -84,15 +99,36 @@ def load_thresholds(path: str | Path | None = None) -> ThresholdConfig:
     unknown = sorted(set(checks) - set(_KEYS))
     if unknown:
         raise ValueError(f"thresholds file {p}: unknown check(s) {unknown}; known: {', '.join(_KEYS)}")
-    for key, value in checks.items():
-        if value is not None and (not isinstance(value, int | float) or value < 0):
+    _check_values(p, checks)
+    stats = raw.get("statistics", {})
+    if not isinstance(stats, dict) or not all(isinstance(v, dict) for v in stats.values()):
+        raise ValueError(f"thresholds file {p}: 'statistics' must map statistic names to objects")
+    for stat, tols in stats.items():
+        unknown = sorted(set(tols) - set(_STATISTIC_KEYS))
+        if unknown:
             raise ValueError(
-                f"thresholds file {p}: {key} must be a non-negative number or null, got {value!r}"
+                f"thresholds file {p}: statistic {stat!r} has unknown key(s) {unknown}; "
+                f"known: {', '.join(_STATISTIC_KEYS)}"
             )
+        _check_values(p, tols, f"{stat}.")
     full = {key: checks.get(key) for key in _KEYS}
     if full["significance_sigma"] is None:
         full["significance_sigma"] = 0.0
-    return ThresholdConfig(str(raw.get("name", p.stem)), str(raw.get("description", "")), str(p), full)
+    return ThresholdConfig(
+        str(raw.get("name", p.stem)),
+        str(raw.get("description", "")),
+        str(p),
+        full,
+        {stat: {key: tols.get(key) for key in _STATISTIC_KEYS} for stat, tols in stats.items()},
+    )
+
+
+def _check_values(path: Path, values: dict[str, Any], prefix: str = "") -> None:
+    for key, value in values.items():
+        if value is not None and (not isinstance(value, int | float) or value < 0):
+            raise ValueError(
+                f"thresholds file {path}: {prefix}{key} must be a non-negative number or null, got {value!r}"
+            )
 
 
 def _max_check(
@@ -247,4 +283,54 @@ def evaluate_checks(
                 dev, err, tol, z, labels, n_g * len(table), n_r * len(table), shift, std_tol, spread,
             )
         )  # fmt: skip
+    for name, tols in config.statistics.items():
+        checks += statistic_checks(name, metrics["statistics"][name], tols, z)
+    return checks
+
+
+def statistic_checks(
+    name: str, stat: dict[str, Any], tols: dict[str, float | None], z: float
+) -> list[dict[str, Any]]:
+    """The ``<name>_mean`` and ``<name>_bins`` checks of one compared binned statistic.
+
+    ``stat`` is :func:`emulator.validation.binned.compare_binned`'s result; ``tols`` the
+    statistic's entry of a thresholds file. Only checked bins with at least ``min_ref_counts``
+    reference entries count; when none does, both checks fail (nothing could be judged).
+    """
+    used = np.asarray(stat["checked"], bool)
+    gate = tols.get("min_ref_counts")
+    where_used = stat["checked_description"] or "all bins"
+    if gate is not None and stat["counts_ref"] is not None:
+        used &= np.asarray(stat["counts_ref"]) >= gate
+        where_used += f" with >= {gate:g} reference counts"
+    idx = np.flatnonzero(used)
+    dev = np.asarray(stat["dev"], dtype=np.float64)[idx]
+    err = np.asarray(stat["dev_err"], dtype=np.float64)[idx]
+    labels = [stat["bins"][i] for i in idx]
+    n_g, n_r = stat["n_generated"], stat["n_reference"]
+    scale = "max |reference|" if stat["relative_to"] == "max" else "the reference"
+    checks = []
+    tol = tols.get("mean_rel_tol")
+    if tol is not None:
+        mean_dev = float(np.mean(np.abs(dev))) if idx.size else float("nan")
+        mean_err = float(np.sqrt(np.sum(err**2)) / idx.size) if idx.size else 0.0
+        checks.append(
+            _per_bin_check(
+                f"{name}_mean",
+                f"{stat['title']}: mean |deviation| from {scale} <= {tol:.0%} over {where_used}",
+                [mean_dev], [mean_err], tol, z, [where_used], [n_g if idx.size else 0], [n_r if idx.size else 0],
+            )
+        )  # fmt: skip
+    tol = tols.get("bin_rel_tol")
+    if tol is not None:
+        checks.append(
+            _per_bin_check(
+                f"{name}_bins",
+                f"{stat['title']}: deviation from {scale} <= {tol:.0%} in every bin ({where_used})",
+                dev.tolist(), err.tolist(), tol, z, labels, [n_g] * idx.size, [n_r] * idx.size,
+            )
+        )  # fmt: skip
+    if not idx.size:
+        for check in checks:
+            check["where"] = f"no bin qualifies ({where_used})"
     return checks
