@@ -51,13 +51,15 @@ def block_seed(seed: int, block: int) -> int:
 
 
 def default_torch_threads() -> int:
-    """Torch CPU threads for generation that leave one core for the transport (HTTP or HDF5 writing).
+    """Torch CPU threads for generation in the service and the pipeline: all cores.
 
-    Measured on the 2-core development machine (tiny MLP, loaded machine): 1 thread generated 238k
-    samples/s and served 210k/s over HTTP; 2 threads 66k/s and 60-76k/s (OpenMP threads spinning
-    against the server and the client for the same cores).
+    Measured on the 2-core development machine, quiet, with the shipped calo-eplus generator
+    (``benchmarks/bench_service.py``): 2 threads served 2.1-2.7M showers/min over HTTP and wrote
+    2.1M/min to HDF5; 1 thread (leaving a core to the transport) 1.7-1.9M/min and 1.8M/min. On a
+    machine loaded by other jobs the OpenMP threads spin against the transport and 1 thread can
+    be several times faster (a tiny MLP: 210k vs 60-76k samples/s); set ``--torch-threads 1`` there.
     """
-    return max(1, (os.cpu_count() or 1) - 1)
+    return max(1, os.cpu_count() or 1)
 
 
 @dataclass

@@ -20,7 +20,7 @@ to the HTTP API and Python client with the same seed). ``OUT.h5`` is written las
 Parallelism: ``--workers N`` writes shards in N local processes (each with cpu_count/N torch
 threads), or as Ray tasks with ``--backend ray`` (``pip install -e .[ray]``; connects to the
 cluster in ``RAY_ADDRESS`` or starts a local one). In a single process, generation (torch,
-which releases the GIL) runs in a background thread with all cores but one (``--torch-threads``)
+which releases the GIL) runs in a background thread with all cores (``--torch-threads``)
 while the main thread writes HDF5.
 
 Compression (``--compression``), measured on the 2-core development machine writing reference
@@ -412,7 +412,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, ...")
     p.add_argument(
         "--torch-threads", type=int, default=None,
-        help="torch CPU threads with --workers 1 (default: all cores but one, which HDF5 writing needs)",
+        help="torch CPU threads with --workers 1 (default: all cores; 1 can be faster on a machine busy with other jobs)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

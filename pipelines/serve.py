@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-concurrent", type=int, default=None, help="generations at once (default 2)")
     p.add_argument(
         "--torch-threads", type=int, default=None,
-        help="torch CPU threads (default: all cores but one, which the HTTP transport needs)",
+        help="torch CPU threads (default: all cores; 1 can be faster on a machine busy with other jobs)",
     )  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     ray = p.add_argument_group("Ray Serve")

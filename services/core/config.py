@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     models_path: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     device: str = "auto"  # torch device for generation: auto, cpu, cuda, cuda:1, ...
     # torch CPU threads, set when the server starts; None leaves torch's default (`emulator serve`
-    # passes default_torch_threads(): all cores but one, which the transport needs).
+    # passes default_torch_threads(): all cores).
     torch_threads: int | None = Field(None, ge=1)
     tmp_dir: Path | None = None  # where HDF5 responses are built before streaming (default: system temp)
 
