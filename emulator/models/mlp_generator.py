@@ -28,9 +28,14 @@ class MLPGeneratorConfig:
     negative_slope: float = 0.2  # LeakyReLU slope
     layer_norm: bool = True  # LayerNorm before each activation (per sample, no batch statistics)
     output_activation: str = "relu"  # "relu" (non-negative, exact zeros) or "none"
+    extra_outputs: int = 0  # last outputs made by a separate head (only when extra_hidden is set)
+    extra_hidden: tuple[int, ...] = field(default=())  # widths of that head; () = main output layer
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        self.extra_hidden = tuple(int(h) for h in self.extra_hidden)
+        if self.extra_hidden and not 0 < self.extra_outputs < self.sample_dim:
+            raise ValueError(f"extra_hidden needs 0 < extra_outputs < sample_dim, got {self.extra_outputs}")
         if self.output_activation not in ("relu", "none"):
             raise ValueError(f"output_activation must be 'relu' or 'none', got {self.output_activation!r}")
 
@@ -38,6 +43,7 @@ class MLPGeneratorConfig:
         """JSON-ready constructor arguments."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["extra_hidden"] = list(self.extra_hidden)
         return d
 
 
@@ -55,13 +61,26 @@ class MLPGenerator(nn.Module):
             nn.LayerNorm(h) if config.layer_norm else nn.Identity() for h in config.hidden
         )
         self.act = nn.LeakyReLU(config.negative_slope)
-        self.out = nn.Linear(widths[-1] + config.cond_dim, config.sample_dim)
+        n_extra = config.extra_outputs if config.extra_hidden else 0
+        self.out = nn.Linear(widths[-1] + config.cond_dim, config.sample_dim - n_extra)
+        # A separate head for the last outputs (calo: the response), so a loss on them alone (the
+        # energy-consistency term) trains only this head, not the layers that shape the samples.
+        extra_widths = [config.latent_dim, *config.extra_hidden]
+        self.extra_linears = nn.ModuleList(
+            nn.Linear(w + config.cond_dim, h) for w, h in itertools.pairwise(extra_widths)
+        )
+        self.extra_out = nn.Linear(extra_widths[-1] + config.cond_dim, n_extra) if n_extra else None
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = z
         for linear, norm in zip(self.linears, self.norms, strict=True):
             h = self.act(norm(linear(torch.cat([h, c], dim=1))))
         x = self.out(torch.cat([h, c], dim=1))
+        if self.extra_out is not None:
+            e = z
+            for linear in self.extra_linears:
+                e = self.act(linear(torch.cat([e, c], dim=1)))
+            x = torch.cat([x, self.extra_out(torch.cat([e, c], dim=1))], dim=1)
         return torch.relu(x) if self.config.output_activation == "relu" else x
 
     def flops_per_sample(self) -> int:

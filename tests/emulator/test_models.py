@@ -60,3 +60,17 @@ def test_build_model_roundtrips_the_saved_config():
 def test_flops_count_from_layer_shapes():
     gen = MLPGenerator(MLPGeneratorConfig(7, 1, latent_dim=3, hidden=(5,)))
     assert gen.flops_per_sample() == 2 * ((3 + 1) * 5 + (5 + 1) * 7)
+
+
+def test_extra_head_isolates_a_loss_on_the_extra_outputs_from_the_main_layers():
+    cfg = MLPGeneratorConfig(508, 1, latent_dim=8, hidden=(16, 16), extra_outputs=1, extra_hidden=(8,))
+    gen = MLPGenerator(cfg)
+    z, c = torch.randn(32, 8), torch.rand(32, 1)
+    out = gen(z, c)
+    assert out.shape == (32, 508)
+    out[:, -1].square().sum().backward()  # a loss on the extra output only (like the energy term)
+    main = [*gen.linears, gen.out]
+    assert all(m.weight.grad is None or not m.weight.grad.any() for m in main)
+    assert gen.extra_out.weight.grad.abs().sum() > 0
+    rebuilt = build_model("MLPGenerator", cfg.to_dict())  # the head survives the saved config
+    assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in gen.parameters())
