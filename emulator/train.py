@@ -98,7 +98,7 @@ class TrainConfig:
     latent_dim: int = 128  # generator latent size
     g_hidden: tuple[int, ...] = field(default=(512, 1024, 1024))  # generator hidden widths (2.2M params)
     g_layer_norm: bool = True  # LayerNorm in the generator
-    g_extra_hidden: tuple[int, ...] = field(default=())  # separate head for the domain's extra outputs; (): none
+    g_head_hidden: tuple[int, ...] = field(default=())  # separate head for the domain's extra outputs; (): none
     d_hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # critic hidden widths
     d_layer_norm: bool = False  # LayerNorm in the critic (never BatchNorm)
     critic_features: bool = True  # give the critic the domain's physics summaries (when it has them)
@@ -119,7 +119,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.g_hidden = tuple(int(h) for h in self.g_hidden)
-        self.g_extra_hidden = tuple(int(h) for h in self.g_extra_hidden)
+        self.g_head_hidden = tuple(int(h) for h in self.g_head_hidden)
         self.d_hidden = tuple(int(h) for h in self.d_hidden)
         if not self.name and self.out:
             self.name = Path(self.out).name
@@ -130,7 +130,7 @@ class TrainConfig:
         """JSON-ready values."""
         d = dataclasses.asdict(self)
         d["g_hidden"], d["d_hidden"] = list(self.g_hidden), list(self.d_hidden)
-        d["g_extra_hidden"] = list(self.g_extra_hidden)
+        d["g_head_hidden"] = list(self.g_head_hidden)
         return d
 
 
@@ -338,7 +338,7 @@ def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
     k = len(domain.conditions)
     out_act = getattr(domain, "output_activation", "none")  # cosmo: "tanh" (network space is bounded)
     n_extra = int(getattr(domain, "generator_extra_outputs", 0))
-    head = {"extra_outputs": n_extra, "extra_hidden": cfg.g_extra_hidden} if cfg.g_extra_hidden else {}
+    head = {"head_outputs": n_extra, "head_hidden": cfg.g_head_hidden} if cfg.g_head_hidden else {}
     gen = build_for_training(
         getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k, extra_outputs=n_extra,
         latent_dim=cfg.latent_dim, hidden=cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act,

@@ -28,14 +28,14 @@ class MLPGeneratorConfig:
     negative_slope: float = 0.2  # LeakyReLU slope
     layer_norm: bool = True  # LayerNorm before each activation (per sample, no batch statistics)
     output_activation: str = "relu"  # "relu" (non-negative, exact zeros) or "none"
-    extra_outputs: int = 0  # last outputs made by a separate head (only when extra_hidden is set)
-    extra_hidden: tuple[int, ...] = field(default=())  # widths of that head; () = main output layer
+    head_outputs: int = 0  # last outputs made by a separate head (only when head_hidden is set)
+    head_hidden: tuple[int, ...] = field(default=())  # widths of that head; () = main output layer
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
-        self.extra_hidden = tuple(int(h) for h in self.extra_hidden)
-        if self.extra_hidden and not 0 < self.extra_outputs < self.sample_dim:
-            raise ValueError(f"extra_hidden needs 0 < extra_outputs < sample_dim, got {self.extra_outputs}")
+        self.head_hidden = tuple(int(h) for h in self.head_hidden)
+        if self.head_hidden and not 0 < self.head_outputs < self.sample_dim:
+            raise ValueError(f"head_hidden needs 0 < head_outputs < sample_dim, got {self.head_outputs}")
         if self.output_activation not in ("relu", "none"):
             raise ValueError(f"output_activation must be 'relu' or 'none', got {self.output_activation!r}")
 
@@ -43,7 +43,7 @@ class MLPGeneratorConfig:
         """JSON-ready constructor arguments."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
-        d["extra_hidden"] = list(self.extra_hidden)
+        d["head_hidden"] = list(self.head_hidden)
         return d
 
 
@@ -61,11 +61,11 @@ class MLPGenerator(nn.Module):
             nn.LayerNorm(h) if config.layer_norm else nn.Identity() for h in config.hidden
         )
         self.act = nn.LeakyReLU(config.negative_slope)
-        n_extra = config.extra_outputs if config.extra_hidden else 0
+        n_extra = config.head_outputs if config.head_hidden else 0
         self.out = nn.Linear(widths[-1] + config.cond_dim, config.sample_dim - n_extra)
         # A separate head for the last outputs (calo: the response), so a loss on them alone (the
         # energy-consistency term) trains only this head, not the layers that shape the samples.
-        extra_widths = [config.latent_dim, *config.extra_hidden]
+        extra_widths = [config.latent_dim, *config.head_hidden]
         self.extra_linears = nn.ModuleList(
             nn.Linear(w + config.cond_dim, h) for w, h in itertools.pairwise(extra_widths)
         )

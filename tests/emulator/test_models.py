@@ -63,7 +63,7 @@ def test_flops_count_from_layer_shapes():
 
 
 def test_extra_head_isolates_a_loss_on_the_extra_outputs_from_the_main_layers():
-    cfg = MLPGeneratorConfig(508, 1, latent_dim=8, hidden=(16, 16), extra_outputs=1, extra_hidden=(8,))
+    cfg = MLPGeneratorConfig(508, 1, latent_dim=8, hidden=(16, 16), head_outputs=1, head_hidden=(8,))
     gen = MLPGenerator(cfg)
     z, c = torch.randn(32, 8), torch.rand(32, 1)
     out = gen(z, c)

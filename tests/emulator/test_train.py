@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from emulator.conditions import parse_conditions
 from emulator.domains import get_domain
 from emulator.train import (
     ConfigError,
@@ -117,3 +118,14 @@ def test_resume_is_bit_exact(tiny_data, tmp_path):
 def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="emulator simulate"):
         train_func(tiny_config(tmp_path / "nope.h5", tmp_path))
+
+
+def test_separate_response_head_trains_exports_and_samples(tiny_data, tmp_path):
+    from emulator.sampler import Sampler
+
+    train_func(tiny_config(tiny_data, tmp_path, g_head_hidden=[8], energy_weight=1.0))
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["model_args"]["head_outputs"] == 1 and config["model_args"]["head_hidden"] == [8]
+    sampler = Sampler.from_dir(tmp_path / "model", device="cpu")
+    block = sampler.generate(50, parse_conditions(sampler.domain, 10.0, 50), seed=0)
+    assert block.samples.shape == (50, 507) and (block.samples >= 0).all()
