@@ -86,6 +86,7 @@ class TrainConfig:
     batch_size: int = 512  # samples per critic and generator batch
     n_critic: int = 5  # critic updates per generator update
     gp_lambda: float = 10.0  # gradient-penalty weight
+    gp_space: str = "input"  # "input": GP on interpolated samples; "joint": on (samples, critic features)
     lr_g: float = 1e-4  # generator Adam learning rate
     lr_d: float = 1e-4  # critic Adam learning rate
     beta1: float = 0.5  # Adam beta1 (WGAN-GP: 0.5)
@@ -471,7 +472,7 @@ def train_func(
         gen, critic, domain,
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), n_critic=cfg.n_critic,
         gp_lambda=cfg.gp_lambda, energy_weight=cfg.energy_weight, n_energy_bins=cfg.n_energy_bins,
-        energy_scale=cfg.energy_scale, use_critic_features=cfg.critic_features, amp=cfg.amp, cuda_graph=cfg.cuda_graph and world_size == 1,
+        energy_scale=cfg.energy_scale, gp_space=cfg.gp_space, use_critic_features=cfg.critic_features, amp=cfg.amp, cuda_graph=cfg.cuda_graph and world_size == 1,
     )  # fmt: skip
     index_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
     n_train = data.x.shape[0]

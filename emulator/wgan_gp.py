@@ -39,7 +39,16 @@ from torch import nn
 
 from emulator.domains import Domain, network_sample
 
-__all__ = ["ENERGY_SCALES", "STAT_NAMES", "Batch", "GANStep", "StepStats", "energy_consistency", "gradient_penalty"]
+__all__ = [
+    "ENERGY_SCALES",
+    "GP_SPACES",
+    "STAT_NAMES",
+    "Batch",
+    "GANStep",
+    "StepStats",
+    "energy_consistency",
+    "gradient_penalty",
+]
 
 
 @dataclass
@@ -70,27 +79,39 @@ class StepStats:
 
 
 def gradient_penalty(
-    critic_fn: Callable[[torch.Tensor], torch.Tensor],
-    real: torch.Tensor,
-    fake: torch.Tensor,
+    critic_fn: Callable[..., torch.Tensor],
+    real: torch.Tensor | tuple[torch.Tensor, ...],
+    fake: torch.Tensor | tuple[torch.Tensor, ...],
     gp_lambda: float,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """lambda <(||grad D(x_hat)||_2 - 1)^2> on random interpolates, in float32.
 
     ``critic_fn`` maps a batch of samples to scores (B,) with everything else fixed.
-    For a linear critic D(x) = w.x + b this is exactly lambda (||w|| - 1)^2.
+    For a linear critic D(x) = w.x + b this is exactly lambda (||w|| - 1)^2. ``real`` and
+    ``fake`` may be tuples of tensors (samples and their physics features): each is then
+    interpolated with the same per-sample alpha, ``critic_fn`` takes them all, and the norm is
+    over the gradient with respect to all of them together.
     """
-    real, fake = real.detach().float(), fake.detach().float()
-    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    alpha = torch.rand(shape, device=real.device, generator=generator)
-    x_hat = (alpha * real + (1.0 - alpha) * fake).requires_grad_(True)
-    autocast = torch.autocast(device_type=real.device.type, enabled=False) if real.is_cuda else nullcontext()
+    reals = tuple(t.detach().float() for t in (real if isinstance(real, tuple) else (real,)))
+    fakes = tuple(t.detach().float() for t in (fake if isinstance(fake, tuple) else (fake,)))
+    alpha = torch.rand(reals[0].shape[0], device=reals[0].device, generator=generator)
+    hats = tuple(
+        (
+            alpha.view(-1, *(1,) * (r.dim() - 1)) * r + (1.0 - alpha.view(-1, *(1,) * (r.dim() - 1))) * f
+        ).requires_grad_(True)
+        for r, f in zip(reals, fakes, strict=True)
+    )
+    device_type = reals[0].device.type
+    autocast = torch.autocast(device_type=device_type, enabled=False) if reals[0].is_cuda else nullcontext()
     with autocast:
-        scores = critic_fn(x_hat).float()
-        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    norm = grad.flatten(1).norm(2, dim=1)
+        scores = critic_fn(*hats).float()
+        grads = torch.autograd.grad(scores.sum(), hats, create_graph=True)
+    norm = torch.cat([g.flatten(1) for g in grads], dim=1).norm(2, dim=1)
     return gp_lambda * ((norm - 1.0) ** 2).mean()
+
+
+GP_SPACES = ("input", "joint")
 
 
 _MIN_BIN_COUNT = 8  # bins with fewer samples in the batch do not contribute to L_E
@@ -156,6 +177,7 @@ class GANStep:
         energy_weight: float = 0.0,
         n_energy_bins: int = 10,
         energy_scale: str = "absolute",
+        gp_space: str = "input",
         use_critic_features: bool = True,
         amp: bool = True,
         cuda_graph: bool = False,
@@ -164,13 +186,18 @@ class GANStep:
         self.device = next(generator.parameters()).device
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
         # capturable Adam keeps its step counter on the GPU so the update can live in a CUDA graph
-        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas, capturable=self.cuda_graph)
+        self.opt_g = torch.optim.Adam(
+            generator.parameters(), lr=lr_g, betas=betas, capturable=self.cuda_graph
+        )
         self.opt_d = torch.optim.Adam(critic.parameters(), lr=lr_d, betas=betas, capturable=self.cuda_graph)
         self.n_critic, self.gp_lambda = n_critic, gp_lambda
         self.energy_weight, self.n_energy_bins = energy_weight, n_energy_bins
         if energy_scale not in ENERGY_SCALES:
             raise ValueError(f"energy_scale must be one of {', '.join(ENERGY_SCALES)}, got {energy_scale!r}")
         self.energy_scale = energy_scale
+        if gp_space not in GP_SPACES:
+            raise ValueError(f"gp_space must be one of {', '.join(GP_SPACES)}, got {gp_space!r}")
+        self.gp_space = gp_space
         self.use_features = use_critic_features and getattr(critic.config, "feature_dim", 0) > 0
         if energy_weight > 0 and not hasattr(domain, "energy_response"):
             raise ValueError(f"energy_weight > 0 but domain {domain.name!r} defines no energy_response")
@@ -181,15 +208,42 @@ class GANStep:
 
     def _autocast(self):
         # no autocast weight cache: cached casts would go stale between CUDA-graph replays
-        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if self.amp else nullcontext()
+        return (
+            torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if self.amp else nullcontext()
+        )
 
-    def critic_score(self, x: torch.Tensor, conditions: torch.Tensor, cond_features: torch.Tensor) -> torch.Tensor:
+    def critic_score(
+        self, x: torch.Tensor, conditions: torch.Tensor, cond_features: torch.Tensor
+    ) -> torch.Tensor:
         """D(x | conditions), feeding the domain's physics summaries (computed in float32) when enabled."""
-        feats = None
-        if self.use_features:
-            with torch.autocast(self.device.type, enabled=False) if self.amp else nullcontext():
-                feats = self.domain.critic_features(x.float(), conditions)
+        feats = self._features(x, conditions) if self.use_features else None
         return self.critic(x, cond_features, feats).float()
+
+    def _features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, enabled=False) if self.amp else nullcontext():
+            return self.domain.critic_features(x.float(), conditions)
+
+    def _gradient_penalty(self, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
+        """GP on interpolated samples ("input") or on interpolated (samples, features) pairs ("joint")."""
+        if self.gp_space == "joint" and self.use_features:
+            # The features are steep functions of the samples (calo: of expm1(x)); penalising the
+            # gradient in the joint space gives them their own Lipschitz scale instead of making the
+            # critic all but ignore them.
+            with torch.no_grad():
+                real_f, fake_f = (
+                    self._features(batch.x, batch.conditions),
+                    self._features(fake, batch.conditions),
+                )
+            return gradient_penalty(
+                lambda x, f, bt=batch: self.critic(x, bt.features, f).float(),
+                (batch.x, real_f), (fake, fake_f), self.gp_lambda,
+            )  # fmt: skip
+        return gradient_penalty(
+            lambda x, bt=batch: self.critic_score(x, bt.conditions, bt.features),
+            batch.x,
+            fake,
+            self.gp_lambda,
+        )
 
     def _fake(self, batch: Batch) -> torch.Tensor:
         z = torch.randn(batch.x.shape[0], self.latent_dim, device=self.device)
@@ -211,9 +265,7 @@ class GANStep:
                     torch.cat([batch.features, batch.features]),
                 )
             d_real, d_fake = scores[:b].mean(), scores[b:].mean()
-            gp = gradient_penalty(
-                lambda x, bt=batch: self.critic_score(x, bt.conditions, bt.features), batch.x, fake, self.gp_lambda
-            )
+            gp = self._gradient_penalty(batch, fake)
             loss_d = d_fake - d_real + gp
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
@@ -257,7 +309,9 @@ class GANStep:
                 with torch.cuda.graph(graph):
                     self._graph_out = self._iteration(next_batch)
             except RuntimeError as exc:  # an op that cannot be captured: stay correct, just slower
-                warnings.warn(f"CUDA graph capture failed ({exc}); training eagerly", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"CUDA graph capture failed ({exc}); training eagerly", RuntimeWarning, stacklevel=2
+                )
                 self.cuda_graph = False
                 return StepStats(self._iteration(next_batch))
             self._graph = graph

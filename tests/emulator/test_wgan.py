@@ -23,6 +23,16 @@ def test_gradient_penalty_of_a_linear_critic(scale):
     assert gp.item() == pytest.approx(10.0 * (scale - 1.0) ** 2, rel=1e-5, abs=1e-6)
 
 
+def test_joint_gradient_penalty_takes_the_norm_over_samples_and_features():
+    """D(x, f) = a.x + b.f: the joint GP is lambda (||(a, b)|| - 1)^2, whatever f's scale."""
+    torch.manual_seed(0)
+    a, b = torch.full((20,), 0.1), torch.full((5,), 0.2)  # ||(a, b)||^2 = 0.2 + 0.2
+    real, fake = torch.randn(64, 20), torch.randn(64, 20)
+    real_f, fake_f = 1e3 * torch.randn(64, 5), 1e3 * torch.randn(64, 5)
+    gp = gradient_penalty(lambda x, f: x @ a + f @ b, (real, real_f), (fake, fake_f), gp_lambda=10.0)
+    assert gp.item() == pytest.approx(10.0 * (0.4**0.5 - 1.0) ** 2, rel=1e-5)
+
+
 def test_gradient_penalty_is_differentiable_in_the_critic_weights():
     lin = nn.Linear(4, 1)
     gp = gradient_penalty(lambda x: lin(x).squeeze(1), torch.randn(8, 4), torch.randn(8, 4), 10.0)
@@ -53,19 +63,20 @@ def test_energy_consistency_skips_bins_with_too_few_samples():
     assert energy_consistency(fake, r, feat, 10).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def _tiny_gan(energy_weight: float = 1.0) -> tuple[GANStep, Batch]:
+def _tiny_gan(energy_weight: float = 1.0, **kw) -> tuple[GANStep, Batch]:
     torch.manual_seed(0)
     calo = get_domain("calo")
     gen = MLPGenerator(MLPGeneratorConfig(508, 1, latent_dim=8, hidden=(16,)))
     critic = MLPCritic(MLPCriticConfig(507, 1, calo.critic_feature_dim, hidden=(16,)))
-    gan = GANStep(gen, critic, calo, n_critic=2, energy_weight=energy_weight)
+    gan = GANStep(gen, critic, calo, n_critic=2, energy_weight=energy_weight, **kw)
     e = torch.rand(32, 1) * 99 + 1
     x = torch.relu(torch.randn(32, 507)) * 5
     return gan, Batch(x, e, calo.condition_features(e))
 
 
-def test_gan_step_updates_both_networks_and_reports_finite_losses():
-    gan, batch = _tiny_gan()
+@pytest.mark.parametrize("gp_space", ["input", "joint"])
+def test_gan_step_updates_both_networks_and_reports_finite_losses(gp_space):
+    gan, batch = _tiny_gan(gp_space=gp_space)
     g0 = [p.clone() for p in gan.generator.parameters()]
     d0 = [p.clone() for p in gan.critic.parameters()]
     stats = gan.step(lambda: batch).as_dict()
