@@ -86,7 +86,7 @@ class TrainConfig:
     batch_size: int = 512  # samples per critic and generator batch
     n_critic: int = 5  # critic updates per generator update
     gp_lambda: float = 10.0  # gradient-penalty weight
-    gp_space: str = "input"  # "input": GP on interpolated samples; "joint": on (samples, critic features)
+    gp_space: str = "joint"  # "joint": GP on interpolated (samples, critic features); "input": on samples only
     lr_g: float = 1e-4  # generator Adam learning rate
     lr_d: float = 1e-4  # critic Adam learning rate
     beta1: float = 0.5  # Adam beta1 (WGAN-GP: 0.5)

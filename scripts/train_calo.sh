@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Reproduce the shipped calo emulators (models/calo-eplus, calo-gamma, calo-piplus) with one command.
+# Train the calo emulators (models/calo-eplus, calo-gamma, calo-piplus) with one command.
 #
-#   scripts/train_calo.sh                      # all three particles, defaults below
+#   scripts/train_calo.sh                      # all three particles, the next recipe (v1.2.0, defaults below)
+#   GP_SPACE=input HEAD_HIDDEN= MODEL_VERSION=1.1.0 scripts/train_calo.sh   # the shipped v1.1.0 recipe
 #   STEPS=30000 BATCH=1024 scripts/train_calo.sh
 #   PARTICLES="pi+" STEPS=2000 scripts/train_calo.sh
 #
@@ -24,6 +25,8 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-390}  # wall-clock budget per model; 0 = run exac
 BATCH=${BATCH:-1024}              # batch size
 ENERGY_WEIGHT=${ENERGY_WEIGHT:-1.0}  # energy-consistency term weight
 ENERGY_SCALE=${ENERGY_SCALE:-relative}  # its units: relative (to each bin's spread) or absolute
+GP_SPACE=${GP_SPACE:-joint}       # gradient penalty on (samples, critic features); the shipped v1.1.0 used "input"
+HEAD_HIDDEN=${HEAD_HIDDEN:-128,128}  # separate response head (empty: from the main output layer, as v1.1.0)
 VAL_EVERY=${VAL_EVERY:-2000}      # quick validation / best-model export interval
 SEED=${SEED:-1}                   # base seed: data seed is SEED*100+k, training seed is SEED
 PARTICLES=${PARTICLES:-"e+ gamma pi+"}
@@ -32,7 +35,7 @@ DEVICE=${DEVICE:-auto}
 DATA_DIR=${DATA_DIR:-data/calo}
 RUN_ROOT=${RUN_ROOT:-runs}
 MODELS_DIR=${MODELS_DIR:-models}
-MODEL_VERSION=${MODEL_VERSION:-1.1.0}  # version recorded in the model cards
+MODEL_VERSION=${MODEL_VERSION:-1.2.0}  # version recorded in the model cards
 G_HIDDEN=${G_HIDDEN:-512,512,512}  # generator widths (1.7 MFLOP per shower)
 EXTRA_TRAIN_ARGS=${EXTRA_TRAIN_ARGS:-}   # e.g. "--set lr_g=2e-4 --set g_hidden=512,512"
 
@@ -64,7 +67,7 @@ train_one() {
     data="$DATA_DIR/${name#calo-}-train.h5"
     # shellcheck disable=SC2086
     cli train calo --particle "$p" --data "$data" --out "$MODELS_DIR/$name" --run-dir "$RUN_ROOT/$name" \
-        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --set energy_scale="$ENERGY_SCALE" --set g_hidden="$G_HIDDEN" --set version="$MODEL_VERSION" --seed "$SEED" --device "$DEVICE" \
+        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --set energy_scale="$ENERGY_SCALE" --set g_hidden="$G_HIDDEN" --set version="$MODEL_VERSION" --set gp_space="$GP_SPACE" --set g_head_hidden="$HEAD_HIDDEN" --seed "$SEED" --device "$DEVICE" \
         --set val_every="$VAL_EVERY" --set checkpoint_every="$VAL_EVERY" --set time_limit_s="$TRAIN_SECONDS" --set log_every=100 --no-progress \
         $EXTRA_TRAIN_ARGS >"$RUN_ROOT/logs/train-$name.log" 2>&1
 }
