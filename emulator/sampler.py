@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from emulator.conditions import ConditionSpec
-from emulator.domains import Domain, network_sample
+from emulator.domains import Domain, decode_samples
 
 __all__ = ["BLOCK_SIZE", "SampleBlock", "Sampler", "block_seed", "default_torch_threads", "resolve_device"]
 
@@ -115,8 +115,7 @@ class Sampler:
             ])  # fmt: skip
         else:
             x = self.generator(z, features)
-        x = network_sample(self.domain, x, cond_t)
-        samples = self.domain.from_network(x.view(stop - start, *self.domain.sample_shape), cond_t)
+        samples = decode_samples(self.domain, x, cond_t)
         return cond, samples
 
     def _check(self, n: int, conditions: ConditionSpec, start_block: int, stop_block: int | None) -> int:

@@ -6,7 +6,14 @@
 
 from __future__ import annotations
 
-from emulator.domains.base import Condition, Domain, SampleWriter, generator_output_size, network_sample
+from emulator.domains.base import (
+    Condition,
+    Domain,
+    SampleWriter,
+    decode_samples,
+    generator_output_size,
+    network_sample,
+)
 from emulator.domains.calo import CaloDomain
 from emulator.domains.cosmo import CosmoDomain
 
@@ -15,6 +22,7 @@ __all__ = [
     "Domain",
     "SampleWriter",
     "available_domains",
+    "decode_samples",
     "generator_output_size",
     "get_domain",
     "network_sample",

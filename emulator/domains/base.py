@@ -20,6 +20,8 @@ Optional extras a domain may define (the trainer uses them when present):
   emits ``generator_extra_outputs`` values beyond the sample, and ``network_output`` maps that
   raw output to a network-space sample (calo: an explicit response that normalises the cells).
   Use ``generator_output_size`` and ``network_sample`` rather than calling them directly.
+* ``decode(raw, conditions) -> physical``: ``from_network(network_sample(raw))`` fused, for
+  sampling speed (no autograd); ``decode_samples`` uses it when present.
 * ``quick_val_observables: tuple[str, ...]``: the observables used for checkpoint selection.
 * ``preprocessing: dict``: a JSON description of the transform, saved in ``config.json``.
 """
@@ -34,7 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-__all__ = ["Condition", "Domain", "SampleWriter", "generator_output_size", "network_sample"]
+__all__ = ["Condition", "Domain", "SampleWriter", "decode_samples", "generator_output_size", "network_sample"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,12 @@ def network_sample(domain: Domain, raw: torch.Tensor, conditions: torch.Tensor) 
     """A generator's raw output -> the network-space sample (the identity unless the domain maps it)."""
     mapping = getattr(domain, "network_output", None)
     return raw if mapping is None else mapping(raw, conditions)
+
+
+def decode_samples(domain: Domain, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """A generator's raw output -> physical samples (B, *sample_shape), via the domain's fused ``decode`` if any."""
+    fused = getattr(domain, "decode", None)
+    if fused is not None:
+        return fused(raw, conditions)
+    x = network_sample(domain, raw, conditions)
+    return domain.from_network(x.view(len(x), *domain.sample_shape), conditions)

@@ -175,6 +175,22 @@ class CaloDomain:
         cells = torch.where(cells >= threshold, cells, torch.zeros_like(cells))
         return torch.log1p(torch.cat([cells, overflow], dim=1) / SCALE)
 
+    @torch.inference_mode()
+    def decode(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Raw generator output (B, 508) -> MeV (B, 507): ``from_network(network_output(raw))`` fused.
+
+        The same arithmetic without the log1p/expm1 round trip and in place (sampling only, no
+        autograd; ``raw`` is overwritten): the unfused version was a third of the CPU sampling time.
+        """
+        frac = raw[:, : N_CELLS + N_LAYERS].float().clamp_(0.0, X_MAX).expm1_().mul_(SCALE)
+        cells = frac[:, :N_CELLS]
+        response = F.softplus(raw[:, N_CELLS + N_LAYERS :].float() + _RESPONSE_OFFSET)
+        cells.mul_(response / (cells.sum(dim=1, keepdim=True) + 1e-12))
+        energy_mev = 1000.0 * conditions[:, :1].to(frac)
+        cells.masked_fill_(cells * energy_mev < READOUT_THRESHOLD_MEV, 0.0)
+        cap = math.expm1(X_MAX) * SCALE  # from_network's cap: one value holds at most 1.5 E
+        return frac.clamp_(max=cap).mul_(energy_mev)
+
     def condition_features(self, conditions: torch.Tensor) -> torch.Tensor:
         """Energy in GeV (B, 1) -> log10(E) / 2 (1-100 GeV -> 0-1)."""
         return torch.log10(conditions[:, :1]) * 0.5

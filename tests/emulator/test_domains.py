@@ -187,3 +187,15 @@ def test_toy_domain_trains_and_samples_with_the_same_code(toy_domain, tmp_path: 
     out = sampler.generate(50, spec, seed=1)
     assert out.samples.shape == (50, 2) and out.conditions.shape == (50, 1)
     assert (out.samples < 0).any(), "the toy generator has no ReLU output: values can be negative"
+
+
+def test_calo_fused_decode_matches_network_output_then_from_network():
+    calo = get_domain("calo")
+    torch.manual_seed(0)
+    raw = torch.randn(256, 508) * 3.0
+    raw[:, -1] = torch.randn(256) * 0.5
+    e = torch.rand(256, 1) * 99.0 + 1.0
+    expected = calo.from_network(calo.network_output(raw, e), e)
+    fused = calo.decode(raw.clone(), e)
+    torch.testing.assert_close(fused, expected, rtol=1e-4, atol=1e-6)
+    assert (fused[:, :504] == 0).sum() == (expected[:, :504] == 0).sum()  # same cells under threshold
