@@ -57,7 +57,7 @@ from emulator.checkpoint import (
     optimizer_to_tensors,
     save_checkpoint,
 )
-from emulator.domains import Domain, get_domain, network_sample
+from emulator.domains import Domain, decode_samples, get_domain
 from emulator.models import build_for_training
 from emulator.sampler import resolve_device
 from emulator.wgan_gp import Batch, GANStep
@@ -291,8 +291,7 @@ def _generate(
     for start in range(0, len(conditions), 8192):
         c = torch.from_numpy(np.ascontiguousarray(conditions[start : start + 8192])).to(device)
         z = torch.randn(len(c), generator.config.latent_dim, generator=g).to(device)
-        x = network_sample(domain, generator(z, domain.condition_features(c)), c).float()
-        out.append(domain.from_network(x.view(len(c), *domain.sample_shape), c).cpu().numpy())
+        out.append(decode_samples(domain, generator(z, domain.condition_features(c)), c).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, *domain.sample_shape), np.float32)
 
 

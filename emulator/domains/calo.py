@@ -160,36 +160,32 @@ class CaloDomain:
         """Network values (B, 507) -> MeV, non-negative and finite by construction."""
         return torch.expm1(x.clamp(0.0, X_MAX)) * self._unit_mev(conditions, x)
 
-    def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Raw generator output (B, 508) -> network-space showers (B, 507), in float32.
+    @staticmethod
+    def _fractions(raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Raw generator output (B, 508) -> the 507 values as fractions of E_inc, in float32.
 
         ReLU on the 507 values, the 504 cells rescaled to sum to the response given by the
         last raw value, then the readout threshold (see the module docstring).
         """
         raw = raw.float()
-        frac = torch.expm1(torch.relu(raw[:, : N_CELLS + N_LAYERS]).clamp(max=X_MAX)) * SCALE
+        frac = torch.expm1(raw[:, : N_CELLS + N_LAYERS].clamp(0.0, X_MAX)) * SCALE
         cells, overflow = frac[:, :N_CELLS], frac[:, N_CELLS:]
         response = F.softplus(raw[:, N_CELLS + N_LAYERS :] + _RESPONSE_OFFSET)
         cells = cells * (response / (cells.sum(dim=1, keepdim=True) + 1e-12))
         threshold = READOUT_THRESHOLD_MEV / (1000.0 * conditions[:, :1].to(cells))  # as a fraction of E_inc
         cells = torch.where(cells >= threshold, cells, torch.zeros_like(cells))
-        return torch.log1p(torch.cat([cells, overflow], dim=1) / SCALE)
+        return torch.cat([cells, overflow], dim=1)
+
+    def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Raw generator output (B, 508) -> network-space showers (B, 507), differentiable."""
+        return torch.log1p(self._fractions(raw, conditions) / SCALE)
 
     @torch.inference_mode()
     def decode(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Raw generator output (B, 508) -> MeV (B, 507): ``from_network(network_output(raw))`` fused.
-
-        The same arithmetic without the log1p/expm1 round trip and in place (sampling only, no
-        autograd; ``raw`` is overwritten): the unfused version was a third of the CPU sampling time.
-        """
-        frac = raw[:, : N_CELLS + N_LAYERS].float().clamp_(0.0, X_MAX).expm1_().mul_(SCALE)
-        cells = frac[:, :N_CELLS]
-        response = F.softplus(raw[:, N_CELLS + N_LAYERS :].float() + _RESPONSE_OFFSET)
-        cells.mul_(response / (cells.sum(dim=1, keepdim=True) + 1e-12))
-        energy_mev = 1000.0 * conditions[:, :1].to(frac)
-        cells.masked_fill_(cells * energy_mev < READOUT_THRESHOLD_MEV, 0.0)
+        """Raw generator output (B, 508) -> MeV (B, 507): ``from_network(network_output(raw))``
+        without the log1p/expm1 round trip, which was a third of the CPU sampling time."""
         cap = math.expm1(X_MAX) * SCALE  # from_network's cap: one value holds at most 1.5 E
-        return frac.clamp_(max=cap).mul_(energy_mev)
+        return self._fractions(raw, conditions).clamp_(max=cap).mul_(1000.0 * conditions[:, :1].float())
 
     def condition_features(self, conditions: torch.Tensor) -> torch.Tensor:
         """Energy in GeV (B, 1) -> log10(E) / 2 (1-100 GeV -> 0-1)."""
