@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="shipped model name, or 'tiny' (default: the first shipped calo model)")
     ap.add_argument("--transport", action="store_true", help="also measure raw loopback GB/s per HTTP library")
     ap.add_argument("--torch-threads", type=int, default=default_torch_threads(),
-                    help="torch CPU threads everywhere (default, as serve and generate: all cores but one)")  # fmt: skip
+                    help="torch CPU threads everywhere (default, as serve and generate: all cores)")  # fmt: skip
     args = ap.parse_args()
 
     import torch
