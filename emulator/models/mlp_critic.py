@@ -3,7 +3,8 @@
 Inputs are the network-space sample, the condition features (concatenated again at every
 layer) and, optionally, a vector of differentiable physics summaries from the domain
 (calo: response, layer energies and fractions, centres and widths, lit-cell counts), the
-global inputs that CaloGAN and FastCaloGAN critics also get.
+global inputs that CaloGAN and FastCaloGAN critics also get. With ``cond_embed > 0`` the
+condition is first embedded into that many learned features (``emulator.models.conditioning``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+from emulator.models.conditioning import ConditionEmbedding
 
 __all__ = ["MLPCritic", "MLPCriticConfig"]
 
@@ -27,6 +30,7 @@ class MLPCriticConfig:
     hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # widths of the hidden layers
     negative_slope: float = 0.2  # LeakyReLU slope
     layer_norm: bool = False  # LayerNorm per sample (never BatchNorm: it breaks the gradient penalty)
+    cond_embed: int = 0  # width of a learned condition embedding concatenated to each layer; 0: raw features
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -48,12 +52,14 @@ class MLPCritic(nn.Module):
         self.config = config
         first = config.sample_dim + config.feature_dim
         widths = [first, *config.hidden]
-        self.linears = nn.ModuleList(nn.Linear(w + config.cond_dim, h) for w, h in itertools.pairwise(widths))
+        k = config.cond_embed or config.cond_dim
+        self.embed = ConditionEmbedding(config.cond_dim, k, config.negative_slope) if config.cond_embed else None
+        self.linears = nn.ModuleList(nn.Linear(w + k, h) for w, h in itertools.pairwise(widths))
         self.norms = nn.ModuleList(
             nn.LayerNorm(h) if config.layer_norm else nn.Identity() for h in config.hidden
         )
         self.act = nn.LeakyReLU(config.negative_slope)
-        self.out = nn.Linear(widths[-1] + config.cond_dim, 1)
+        self.out = nn.Linear(widths[-1] + k, 1)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         h = x.flatten(1)
@@ -61,6 +67,7 @@ class MLPCritic(nn.Module):
             if features is None:
                 raise ValueError(f"this critic expects {self.config.feature_dim} physics features")
             h = torch.cat([h, features.to(h.dtype)], dim=1)
+        e = c.to(h.dtype) if self.embed is None else self.embed(c.to(h.dtype))
         for linear, norm in zip(self.linears, self.norms, strict=True):
-            h = self.act(norm(linear(torch.cat([h, c.to(h.dtype)], dim=1))))
-        return self.out(torch.cat([h, c.to(h.dtype)], dim=1)).squeeze(1)
+            h = self.act(norm(linear(torch.cat([h, e], dim=1))))
+        return self.out(torch.cat([h, e], dim=1)).squeeze(1)

@@ -2,7 +2,9 @@
 
 The condition features are concatenated to the input of every layer, so the energy
 (or whatever the domain conditions on) reaches each block directly rather than having
-to survive the whole stack. The final ReLU makes outputs non-negative in network space,
+to survive the whole stack. With ``cond_embed > 0`` they are first embedded into that many
+learned features, which are concatenated instead and also scale and shift every hidden layer
+(FiLM; see ``emulator.models.conditioning``). The final ReLU makes outputs non-negative in network space,
 with exact zeros — for the calo domain these are exactly the empty cells.
 """
 
@@ -13,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+from emulator.models.conditioning import ConditionEmbedding, FiLM
 
 __all__ = ["MLPGenerator", "MLPGeneratorConfig"]
 
@@ -30,6 +34,7 @@ class MLPGeneratorConfig:
     output_activation: str = "relu"  # "relu" (non-negative, exact zeros) or "none"
     head_outputs: int = 0  # last outputs made by a separate head (only when head_hidden is set)
     head_hidden: tuple[int, ...] = field(default=())  # widths of that head; () = main output layer
+    cond_embed: int = 0  # width of a learned condition embedding with FiLM per hidden layer; 0: raw features
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -55,33 +60,57 @@ class MLPGenerator(nn.Module):
     def __init__(self, config: MLPGeneratorConfig) -> None:
         super().__init__()
         self.config = config
+        k = config.cond_embed or config.cond_dim  # width of what is concatenated to each layer
         widths = [config.latent_dim, *config.hidden]
-        self.linears = nn.ModuleList(nn.Linear(w + config.cond_dim, h) for w, h in itertools.pairwise(widths))
+        self.embed = ConditionEmbedding(config.cond_dim, k, config.negative_slope) if config.cond_embed else None
+        self.linears = nn.ModuleList(nn.Linear(w + k, h) for w, h in itertools.pairwise(widths))
         self.norms = nn.ModuleList(
             nn.LayerNorm(h) if config.layer_norm else nn.Identity() for h in config.hidden
         )
+        self.films = nn.ModuleList(FiLM(k, h) for h in config.hidden) if config.cond_embed else None
         self.act = nn.LeakyReLU(config.negative_slope)
         n_extra = config.head_outputs if config.head_hidden else 0
-        self.out = nn.Linear(widths[-1] + config.cond_dim, config.sample_dim - n_extra)
+        self.out = nn.Linear(widths[-1] + k, config.sample_dim - n_extra)
         # A separate head for the last outputs (calo: the response), so a loss on them alone (the
-        # energy-consistency term) trains only this head, not the layers that shape the samples.
+        # energy-consistency term) trains only this head, not the layers that shape the samples;
+        # it has its own condition embedding for the same reason.
         extra_widths = [config.latent_dim, *config.head_hidden]
-        self.extra_linears = nn.ModuleList(
-            nn.Linear(w + config.cond_dim, h) for w, h in itertools.pairwise(extra_widths)
+        self.extra_embed = (
+            ConditionEmbedding(config.cond_dim, k, config.negative_slope) if n_extra and config.cond_embed else None
         )
-        self.extra_out = nn.Linear(extra_widths[-1] + config.cond_dim, n_extra) if n_extra else None
+        self.extra_linears = nn.ModuleList(nn.Linear(w + k, h) for w, h in itertools.pairwise(extra_widths))
+        self.extra_films = (
+            nn.ModuleList(FiLM(k, h) for h in config.head_hidden) if self.extra_embed is not None else None
+        )
+        self.extra_out = nn.Linear(extra_widths[-1] + k, n_extra) if n_extra else None
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        h = z
-        for linear, norm in zip(self.linears, self.norms, strict=True):
-            h = self.act(norm(linear(torch.cat([h, c], dim=1))))
-        x = self.out(torch.cat([h, c], dim=1))
+        x = self._stack(z, c, self.embed, self.linears, self.norms, self.films, self.out)
         if self.extra_out is not None:
-            e = z
-            for linear in self.extra_linears:
-                e = self.act(linear(torch.cat([e, c], dim=1)))
-            x = torch.cat([x, self.extra_out(torch.cat([e, c], dim=1))], dim=1)
+            norms = [nn.Identity()] * len(self.extra_linears)
+            extra = self._stack(z, c, self.extra_embed, self.extra_linears, norms, self.extra_films, self.extra_out)
+            x = torch.cat([x, extra], dim=1)
         return torch.relu(x) if self.config.output_activation == "relu" else x
+
+    def _stack(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        embed: nn.Module | None,
+        linears: nn.ModuleList,
+        norms: list[nn.Module] | nn.ModuleList,
+        films: nn.ModuleList | None,
+        out: nn.Linear,
+    ) -> torch.Tensor:
+        """z -> [linear(h, e) -> norm -> FiLM(e) -> activation]* -> out(h, e), with e the (embedded) condition."""
+        e = embed(c) if embed is not None else c
+        h = z
+        for i, (linear, norm) in enumerate(zip(linears, norms, strict=True)):
+            h = norm(linear(torch.cat([h, e], dim=1)))
+            if films is not None:
+                h = films[i](h, e)
+            h = self.act(h)
+        return out(torch.cat([h, e], dim=1))
 
     def flops_per_sample(self) -> int:
         """Multiply-adds x 2 of the linear layers (norms and activations are negligible)."""

@@ -74,3 +74,36 @@ def test_extra_head_isolates_a_loss_on_the_extra_outputs_from_the_main_layers():
     assert gen.extra_out.weight.grad.abs().sum() > 0
     rebuilt = build_model("MLPGenerator", cfg.to_dict())  # the head survives the saved config
     assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in gen.parameters())
+
+
+def test_condition_embedding_feeds_the_trunk_and_the_head_separately():
+    """cond_embed: the condition is embedded for the trunk and (separately) for the head; FiLM starts as identity."""
+    torch.manual_seed(0)
+    cfg = MLPGeneratorConfig(508, 1, latent_dim=8, hidden=(16, 16), head_outputs=1, head_hidden=(8,), cond_embed=4)
+    gen = MLPGenerator(cfg)
+    assert [m.in_features for m in gen.linears] == [8 + 4, 16 + 4]
+    assert gen.extra_embed is not gen.embed
+    z, c = torch.randn(32, 8), torch.rand(32, 1)
+    gen(z, c)[:, -1].square().sum().backward()  # a loss on the head only never reaches the trunk's embedding
+    assert gen.embed.linear.weight.grad is None or not gen.embed.linear.weight.grad.any()
+    assert gen.extra_embed.linear.weight.grad.abs().sum() > 0
+    assert all(not f.linear.weight.any() for f in gen.films)  # zero-initialised FiLM: identity at start
+    rebuilt = build_model("MLPGenerator", cfg.to_dict())
+    rebuilt.load_state_dict(gen.state_dict())
+    torch.testing.assert_close(rebuilt(z, c), gen(z, c))
+
+
+def test_film_lets_the_condition_scale_hidden_units():
+    from emulator.models.conditioning import FiLM
+
+    film = FiLM(2, 3)
+    with torch.no_grad():
+        film.linear.weight[0, 0] = 1.0  # gamma_0 = e_0
+    h, e = torch.ones(2, 3), torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    torch.testing.assert_close(film(h, e)[:, 0], torch.tensor([1.0, 3.0]))
+
+
+def test_critic_condition_embedding_changes_only_the_condition_inputs():
+    critic = MLPCritic(MLPCriticConfig(10, 2, 3, hidden=(8, 8), cond_embed=5))
+    assert [m.in_features for m in critic.linears] == [10 + 3 + 5, 8 + 5]
+    assert critic(torch.randn(4, 10), torch.rand(4, 2), torch.randn(4, 3)).shape == (4,)
