@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Train the calo emulators (models/calo-eplus, calo-gamma, calo-piplus) with one command.
 #
-#   scripts/train_calo.sh                      # all three particles, the next recipe (v1.2.0, defaults below)
-#   GP_SPACE=input HEAD_HIDDEN= MODEL_VERSION=1.1.0 scripts/train_calo.sh   # the shipped v1.1.0 recipe
+#   scripts/train_calo.sh                      # all three particles, recipe v1.2.0 (defaults below), one GPU
+#   GP_SPACE=input HEAD_HIDDEN= COND_EMBED=0 MODEL_VERSION=1.1.0 scripts/train_calo.sh   # the v1.1.0 recipe
+#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=3000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ scripts/train_calo.sh
+#                                              # calo-eplus 1.2.0 as shipped (its best step): 25 min on a 2-core CPU
 #   STEPS=30000 BATCH=1024 scripts/train_calo.sh
 #   PARTICLES="pi+" STEPS=2000 scripts/train_calo.sh
 #
@@ -27,7 +29,7 @@ ENERGY_WEIGHT=${ENERGY_WEIGHT:-1.0}  # energy-consistency term weight
 ENERGY_SCALE=${ENERGY_SCALE:-relative}  # its units: relative (to each bin's spread) or absolute
 GP_SPACE=${GP_SPACE:-joint}       # gradient penalty on (samples, critic features); the shipped v1.1.0 used "input"
 HEAD_HIDDEN=${HEAD_HIDDEN:-128,128}  # separate response head (empty: from the main output layer, as v1.1.0)
-COND_EMBED=${COND_EMBED:-0}       # learned energy embedding width (+ FiLM in the generator); 0: raw log10(E)/2
+COND_EMBED=${COND_EMBED:-32}      # learned energy embedding width (+ FiLM in the generator); 0: raw log10(E)/2
 VAL_EVERY=${VAL_EVERY:-2000}      # quick validation / best-model export interval
 SEED=${SEED:-1}                   # base seed: data seed is SEED*100+k, training seed is SEED
 PARTICLES=${PARTICLES:-"e+ gamma pi+"}
