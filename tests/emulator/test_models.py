@@ -101,6 +101,12 @@ def test_film_lets_the_condition_scale_hidden_units():
         film.linear.weight[0, 0] = 1.0  # gamma_0 = e_0
     h, e = torch.ones(2, 3), torch.tensor([[0.0, 0.0], [2.0, 0.0]])
     torch.testing.assert_close(film(h, e)[:, 0], torch.tensor([1.0, 3.0]))
+    with torch.no_grad():  # the fused sampling path gives the same result
+        film.linear.bias.copy_(torch.arange(6.0))
+        h = torch.randn(2, 3)
+        fused = film(h, e)
+    with torch.enable_grad():
+        torch.testing.assert_close(fused, film(h, e).detach())
 
 
 def test_critic_condition_embedding_changes_only_the_condition_inputs():
