@@ -96,12 +96,12 @@ def gradient_penalty(
     reals = tuple(t.detach().float() for t in (real if isinstance(real, tuple) else (real,)))
     fakes = tuple(t.detach().float() for t in (fake if isinstance(fake, tuple) else (fake,)))
     alpha = torch.rand(reals[0].shape[0], device=reals[0].device, generator=generator)
-    hats = tuple(
-        (
-            alpha.view(-1, *(1,) * (r.dim() - 1)) * r + (1.0 - alpha.view(-1, *(1,) * (r.dim() - 1))) * f
-        ).requires_grad_(True)
-        for r, f in zip(reals, fakes, strict=True)
-    )
+
+    def interpolate(r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        a = alpha.view(-1, *(1,) * (r.dim() - 1))
+        return (a * r + (1.0 - a) * f).requires_grad_(True)
+
+    hats = tuple(interpolate(r, f) for r, f in zip(reals, fakes, strict=True))
     device_type = reals[0].device.type
     autocast = torch.autocast(device_type=device_type, enabled=False) if reals[0].is_cuda else nullcontext()
     with autocast:
@@ -223,20 +223,19 @@ class GANStep:
         with torch.autocast(self.device.type, enabled=False) if self.amp else nullcontext():
             return self.domain.critic_features(x.float(), conditions)
 
-    def _gradient_penalty(self, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
-        """GP on interpolated samples ("input") or on interpolated (samples, features) pairs ("joint")."""
-        if self.gp_space == "joint" and self.use_features:
+    def _gradient_penalty(self, batch: Batch, fake: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """GP on interpolated samples ("input") or on interpolated (samples, features) pairs ("joint").
+
+        ``features``: the critic features of ``cat([batch.x, fake])`` already computed for the scores.
+        """
+        if self.gp_space == "joint" and features is not None:
             # The features are steep functions of the samples (calo: of expm1(x)); penalising the
             # gradient in the joint space gives them their own Lipschitz scale instead of making the
             # critic all but ignore them.
-            with torch.no_grad():
-                real_f, fake_f = (
-                    self._features(batch.x, batch.conditions),
-                    self._features(fake, batch.conditions),
-                )
+            b = batch.x.shape[0]
             return gradient_penalty(
                 lambda x, f, bt=batch: self.critic(x, bt.features, f).float(),
-                (batch.x, real_f), (fake, fake_f), self.gp_lambda,
+                (batch.x, features[:b]), (fake, features[b:]), self.gp_lambda,
             )  # fmt: skip
         return gradient_penalty(
             lambda x, bt=batch: self.critic_score(x, bt.conditions, bt.features),
@@ -258,14 +257,14 @@ class GANStep:
             b = batch.x.shape[0]
             with torch.no_grad(), self._autocast():
                 fake = self._fake(batch).float()
-            with self._autocast():  # real and fake in one pass: half the kernel launches
-                scores = self.critic_score(
-                    torch.cat([batch.x, fake]),
-                    torch.cat([batch.conditions, batch.conditions]),
-                    torch.cat([batch.features, batch.features]),
-                )
+            # real and fake in one pass (half the kernel launches); their physics features once,
+            # shared with a joint-space gradient penalty (the samples are detached here)
+            x_both = torch.cat([batch.x, fake])
+            feats = self._features(x_both, torch.cat([batch.conditions, batch.conditions])) if self.use_features else None
+            with self._autocast():
+                scores = self.critic(x_both, torch.cat([batch.features, batch.features]), feats).float()
             d_real, d_fake = scores[:b].mean(), scores[b:].mean()
-            gp = self._gradient_penalty(batch, fake)
+            gp = self._gradient_penalty(batch, fake, feats)
             loss_d = d_fake - d_real + gp
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()

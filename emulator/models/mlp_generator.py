@@ -79,6 +79,7 @@ class MLPGenerator(nn.Module):
             ConditionEmbedding(config.cond_dim, k, config.negative_slope) if n_extra and config.cond_embed else None
         )
         self.extra_linears = nn.ModuleList(nn.Linear(w + k, h) for w, h in itertools.pairwise(extra_widths))
+        self.extra_norms = nn.ModuleList(nn.Identity() for _ in config.head_hidden)  # the head has no LayerNorm
         self.extra_films = (
             nn.ModuleList(FiLM(k, h) for h in config.head_hidden) if self.extra_embed is not None else None
         )
@@ -87,8 +88,9 @@ class MLPGenerator(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         x = self._stack(z, c, self.embed, self.linears, self.norms, self.films, self.out)
         if self.extra_out is not None:
-            norms = [nn.Identity()] * len(self.extra_linears)
-            extra = self._stack(z, c, self.extra_embed, self.extra_linears, norms, self.extra_films, self.extra_out)
+            extra = self._stack(
+                z, c, self.extra_embed, self.extra_linears, self.extra_norms, self.extra_films, self.extra_out
+            )
             x = torch.cat([x, extra], dim=1)
         return torch.relu(x) if self.config.output_activation == "relu" else x
 
@@ -98,7 +100,7 @@ class MLPGenerator(nn.Module):
         c: torch.Tensor,
         embed: nn.Module | None,
         linears: nn.ModuleList,
-        norms: list[nn.Module] | nn.ModuleList,
+        norms: nn.ModuleList,
         films: nn.ModuleList | None,
         out: nn.Linear,
     ) -> torch.Tensor:
