@@ -102,7 +102,7 @@ class TrainConfig:
     g_head_hidden: tuple[int, ...] = field(default=())  # separate head for the domain's extra outputs; (): none
     d_hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # critic hidden widths
     d_layer_norm: bool = False  # LayerNorm in the critic (never BatchNorm)
-    cond_embed: int = 0  # MLPs: learned condition embedding of this width (generator also FiLM); 0: raw features
+    cond_embed: int = 0  # learned condition embedding of this width in generator and critic; 0: raw features
     critic_features: bool = True  # give the critic the domain's physics summaries (when it has them)
     # -- runtime -------------------------------------------------------------------------------
     seed: int = 0  # seeds the split, weights, batches and noise
@@ -340,7 +340,7 @@ def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
     out_act = getattr(domain, "output_activation", "none")  # cosmo: "tanh" (network space is bounded)
     n_extra = int(getattr(domain, "generator_extra_outputs", 0))
     head = {"head_outputs": n_extra, "head_hidden": cfg.g_head_hidden} if cfg.g_head_hidden else {}
-    embed = {"cond_embed": cfg.cond_embed} if cfg.cond_embed else {}  # only the MLPs have it
+    embed = {"cond_embed": cfg.cond_embed} if cfg.cond_embed else {}  # absent: old configs load unchanged
     gen = build_for_training(
         getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k, extra_outputs=n_extra,
         latent_dim=cfg.latent_dim, hidden=cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act,

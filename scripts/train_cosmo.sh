@@ -4,6 +4,9 @@
 #   scripts/train_cosmo.sh                              # defaults below (sized for one H100)
 #   N_SIMS=4 REF_SIMS=2 PARTICLES=32 STEPS=4 BATCH=16 EXTRA_TRAIN_ARGS="--set g_hidden=8,8,4,4 --set d_hidden=4,4,8" \
 #       DEVICE=cpu scripts/train_cosmo.sh              # a CPU smoke run
+#   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
+#                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
+#                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
 #
 # 1. simulates N_SIMS boxes over the Perraudin ranges (Latin hypercube; 48 slices of 64x64 each);
 # 2. simulates REF_SIMS boxes at each of 5 held-out points (centre and near the 4 corners; seeds

@@ -6,7 +6,8 @@ Structure (``hidden`` = channels per stride-2 stage; the map shrinks 2x per stag
     flatten, concatenate [c, physics features] -> MLP ``head`` -> score
 
 The condition features reach the network twice: as constant input channels (so the first
-filters can compare local structure with the cosmology) and again at the head. Padding is
+filters can compare local structure with the cosmology) and again at the head (through a learned
+embedding of ``cond_embed`` features when that is > 0). Padding is
 circular, matching the periodic maps. ``layer_norm`` uses GroupNorm(1, C), a per-sample layer
 norm over (C, H, W), which keeps each sample's score independent of the batch (the WGAN-GP
 paper's recommendation; BatchNorm would break the per-sample gradient penalty).
@@ -19,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+from emulator.models.conditioning import ConditionEmbedding
 
 __all__ = ["ConvCritic", "ConvCriticConfig"]
 
@@ -35,6 +38,7 @@ class ConvCriticConfig:
     kernel_size: int = 3  # odd convolution kernel size
     negative_slope: float = 0.2  # LeakyReLU slope
     layer_norm: bool = False  # GroupNorm(1, C) per sample after each conv (never BatchNorm)
+    cond_embed: int = 0  # width of a learned condition embedding given to the head; 0: raw features
 
     def __post_init__(self) -> None:
         self.sample_shape = tuple(int(s) for s in self.sample_shape)
@@ -83,7 +87,10 @@ class ConvCritic(nn.Module):
         self.act = nn.LeakyReLU(config.negative_slope)
         scale = 2 ** len(config.hidden)
         flat = config.hidden[-1] * (config.sample_shape[0] // scale) * (config.sample_shape[1] // scale)
-        widths = [flat + config.cond_dim + config.feature_dim, *config.head]
+        self.embed = (
+            ConditionEmbedding(config.cond_dim, config.cond_embed, config.negative_slope) if config.cond_embed else None
+        )
+        widths = [flat + (config.cond_embed or config.cond_dim) + config.feature_dim, *config.head]
         self.head = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.out = nn.Linear(widths[-1], 1)
 
@@ -94,7 +101,7 @@ class ConvCritic(nn.Module):
         h = torch.cat([h, c[:, :, None, None].expand(-1, -1, *self.config.sample_shape)], dim=1)
         for conv, norm in zip(self.convs, self.norms, strict=True):
             h = self.act(norm(conv(h)))
-        parts = [h.flatten(1), c]
+        parts = [h.flatten(1), self.embed(c) if self.embed is not None else c]
         if self.config.feature_dim:
             if features is None:
                 raise ValueError(f"this critic expects {self.config.feature_dim} physics features")

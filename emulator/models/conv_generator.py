@@ -15,6 +15,10 @@ Choices and why:
 * the condition features enter twice: concatenated to the latent vector, and per stage as a
   FiLM scale and shift of the normalised channels (Perez et al. 2018), so (Omega_m, sigma_8)
   can change the amplitude of structure at every scale;
+* ``cond_embed > 0``: the raw features first pass through a learned embedding of that width
+  (``emulator.models.conditioning``), which then feeds the projection and every FiLM; with two
+  raw features a FiLM layer can only be an affine function of (Omega_m, sigma_8), which is too
+  rigid for statistics that change non-linearly across the parameter square;
 * GroupNorm(1, C) (per-sample layer norm over C, H, W), never BatchNorm: generation must not
   depend on which other samples share the batch.
 
@@ -29,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+from emulator.models.conditioning import ConditionEmbedding
 
 __all__ = ["ConvGenerator", "ConvGeneratorConfig", "count_flops"]
 
@@ -45,6 +51,7 @@ class ConvGeneratorConfig:
     negative_slope: float = 0.2  # LeakyReLU slope
     layer_norm: bool = True  # GroupNorm(1, C) before FiLM (per sample; no batch statistics)
     output_activation: str = "tanh"  # "tanh" (network space in (-1, 1)), "relu" or "none"
+    cond_embed: int = 0  # width of a learned condition embedding feeding projection and FiLM; 0: raw features
 
     def __post_init__(self) -> None:
         self.sample_shape = tuple(int(s) for s in self.sample_shape)
@@ -96,11 +103,15 @@ class ConvGenerator(nn.Module):
         self.config = config
         h0, w0 = config.base_shape
         k = config.kernel_size
-        self.project = nn.Linear(config.latent_dim + config.cond_dim, config.hidden[0] * h0 * w0)
+        c_dim = config.cond_embed or config.cond_dim
+        self.embed = (
+            ConditionEmbedding(config.cond_dim, config.cond_embed, config.negative_slope) if config.cond_embed else None
+        )
+        self.project = nn.Linear(config.latent_dim + c_dim, config.hidden[0] * h0 * w0)
         self.convs = nn.ModuleList(_conv(a, b, k) for a, b in itertools.pairwise(config.hidden))
         widths = config.hidden  # the projected grid and every stage are normalised and FiLM-modulated
         self.norms = nn.ModuleList(nn.GroupNorm(1, c) if config.layer_norm else nn.Identity() for c in widths)
-        self.films = nn.ModuleList(nn.Linear(config.cond_dim, 2 * c) for c in widths)
+        self.films = nn.ModuleList(nn.Linear(c_dim, 2 * c) for c in widths)
         for film in self.films:  # start as the identity modulation: scale 1 + 0, shift 0
             nn.init.zeros_(film.weight)
             nn.init.zeros_(film.bias)
@@ -115,6 +126,8 @@ class ConvGenerator(nn.Module):
     def _forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h0, w0 = self.config.base_shape
         c = c.to(z.dtype)
+        if self.embed is not None:
+            c = self.embed(c)
         h = self.project(torch.cat([z, c], dim=1)).view(len(z), self.config.hidden[0], h0, w0)
         h = self._modulate(0, h, c)
         for i, conv in enumerate(self.convs, start=1):

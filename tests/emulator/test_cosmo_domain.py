@@ -102,9 +102,11 @@ def test_conv_generator_output_is_physical_after_from_network(cosmo):
     assert gen.flops_per_sample() > 0
 
 
-def test_conv_generator_conditions_change_the_maps():
+@pytest.mark.parametrize("cond_embed", [0, 6])
+def test_conv_generator_conditions_change_the_maps(cond_embed):
     torch.manual_seed(1)
-    gen = ConvGenerator(ConvGeneratorConfig((32, 32), 2, latent_dim=4, hidden=(8, 4)))
+    gen = ConvGenerator(ConvGeneratorConfig((32, 32), 2, latent_dim=4, hidden=(8, 4), cond_embed=cond_embed))
+    assert gen.films[0].in_features == (cond_embed or 2) and (gen.embed is not None) == bool(cond_embed)
     with torch.no_grad():  # FiLM starts as the identity, so perturb it to see its effect
         for film in gen.films:
             film.weight.normal_()
@@ -113,10 +115,11 @@ def test_conv_generator_conditions_change_the_maps():
     assert not torch.allclose(a, b)
 
 
-@pytest.mark.parametrize("layer_norm", [False, True])
-def test_conv_critic_scores_each_sample_independently(layer_norm):
+@pytest.mark.parametrize(("layer_norm", "cond_embed"), [(False, 0), (True, 0), (True, 5)])
+def test_conv_critic_scores_each_sample_independently(layer_norm, cond_embed):
     torch.manual_seed(0)
-    critic = ConvCritic(ConvCriticConfig((64, 64), 2, feature_dim=3, hidden=(4, 8), layer_norm=layer_norm))
+    cfg = ConvCriticConfig((64, 64), 2, feature_dim=3, hidden=(4, 8), layer_norm=layer_norm, cond_embed=cond_embed)
+    critic = ConvCritic(cfg)
     x, c, f = torch.randn(4, 64 * 64), torch.rand(4, 2), torch.randn(4, 3)
     scores = critic(x, c, f)
     assert scores.shape == (4,)
