@@ -1,8 +1,10 @@
 """Sampler throughput: showers/s in process vs the machine's matmul compute floor, measured in one run.
 
 For each batch size (1k-64k) it times ``Sampler.generate`` end to end (conditions, noise,
-generator, preprocessing inverse, copy into the output array) and, separately, the bare
-generator forward pass. The compute floor is the FLOPs per shower (counted from the layer
+generator, preprocessing inverse, copy into the output array) for energies uniform in 1-100 GeV
+and for all at 50 GeV, and, separately, the bare generator forward pass. The last column is the
+speed-up of the sampler's inference form of the generator (``MLPGenerator.for_sampling``) over
+the module as trained, timed in the same run. The compute floor is the FLOPs per shower (counted from the layer
 shapes) divided by the float32 matmul rate of this machine, measured in the same process
 on a square matmul; the ratio says how close the sampler gets to it.
 
@@ -82,26 +84,41 @@ def main() -> None:
         print(f"model {path} ({params / 1e6:.2f} M params, {flops / 1e6:.2f} MFLOP/shower), device {device}, "
               f"{torch.get_num_threads()} threads")  # fmt: skip
         print(f"measured fp32 matmul rate {rate / 1e9:.1f} GFLOP/s -> compute floor {floor:,.0f} showers/s")
-        print(f"{'batch':>7} {'generate/s':>12} {'per min':>10} {'forward/s':>11} {'of floor':>9}")
+        print(
+            f"{'batch':>7} {'generate/s':>12} {'per min':>10} {'forward/s':>11} {'of floor':>9} "
+            f"{'50 GeV/s':>10} {'vs training form (uniform / 50 GeV)':>36}"
+        )
         for n in args.batch:
             spec = parse_conditions(sampler.domain, "1:100", n)
+            fixed = parse_conditions(sampler.domain, "50", n)  # one energy for all: condition terms computed once
             sampler.generate(min(n, 1024), parse_conditions(sampler.domain, "1:100", min(n, 1024)), 0)  # warm-up
 
             def run(n=n, spec=spec) -> None:
                 sampler.generate(n, spec, 1)
                 sync(device)
 
+            def run_fixed(n=n, spec=fixed) -> None:
+                sampler.generate(n, spec, 1)
+                sync(device)
+
             t_gen = best_of(run, args.reps)
+            t_fixed = best_of(run_fixed, args.reps)
+            sampling_form, sampler.forward = sampler.forward, sampler.generator  # baseline: the module as trained
+            t_gen_base, t_fixed_base = best_of(run, args.reps), best_of(run_fixed, args.reps)
+            sampler.forward = sampling_form
             z = torch.randn(min(n, 8192), gen.config.latent_dim, device=device)
             c = torch.rand(len(z), 1, device=device)
 
             def fwd(z=z, c=c) -> None:
                 with torch.inference_mode():
-                    gen(z, c)
+                    sampler.forward(z, c)
                 sync(device)
 
             t_fwd = best_of(fwd, args.reps) * n / len(z)
-            print(f"{n:>7} {n / t_gen:>12,.0f} {60 * n / t_gen / 1e6:>9.2f}M {n / t_fwd:>11,.0f} {n / t_gen / floor:>8.0%}")
+            print(
+                f"{n:>7} {n / t_gen:>12,.0f} {60 * n / t_gen / 1e6:>9.2f}M {n / t_fwd:>11,.0f} "
+                f"{n / t_gen / floor:>8.0%} {n / t_fixed:>10,.0f} {t_gen_base / t_gen:>24.2f}x / {t_fixed_base / t_fixed:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -114,6 +114,12 @@ class MLPGenerator(nn.Module):
             h = self.act(h)
         return out(torch.cat([h, e], dim=1))
 
+    def for_sampling(self) -> nn.Module:
+        """The same function rearranged for fast inference (a snapshot of the current weights)."""
+        from emulator.models.fused_mlp import FusedMLPGenerator
+
+        return FusedMLPGenerator(self)
+
     def flops_per_sample(self) -> int:
         """Multiply-adds x 2 of the linear layers (norms and activations are negligible)."""
         return 2 * sum(m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))

@@ -113,3 +113,27 @@ def test_critic_condition_embedding_changes_only_the_condition_inputs():
     critic = MLPCritic(MLPCriticConfig(10, 2, 3, hidden=(8, 8), cond_embed=5))
     assert [m.in_features for m in critic.linears] == [10 + 3 + 5, 8 + 5]
     assert critic(torch.randn(4, 10), torch.rand(4, 2), torch.randn(4, 3)).shape == (4,)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # v1.0: raw condition, LayerNorm, ReLU output
+        {"head_outputs": 1, "head_hidden": (8,), "output_activation": "none"},  # v1.1.0
+        {"head_outputs": 1, "head_hidden": (8, 8), "cond_embed": 4, "output_activation": "none"},  # v1.2.0
+        {"cond_embed": 4, "layer_norm": False},
+    ],
+)
+def test_sampling_form_computes_the_same_function(kwargs):
+    """for_sampling() folds LayerNorm's affine into FiLM and fuses the condition terms: same outputs."""
+    torch.manual_seed(0)
+    gen = MLPGenerator(MLPGeneratorConfig(20, 1, latent_dim=8, hidden=(16, 16), **kwargs))
+    with torch.no_grad():  # move every parameter off its initial value (FiLM starts at zero, LayerNorm at 1/0)
+        for p in gen.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    z = torch.randn(64, 8)
+    for c in (torch.rand(64, 1), torch.full((64, 1), 0.7)):  # per-sample conditions; one for all (broadcast)
+        with torch.inference_mode():
+            expected, got = gen(z, c), gen.for_sampling()(z, c)
+        assert got.shape == expected.shape and got.is_contiguous()
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
