@@ -7,6 +7,7 @@
 #                                              # calo-eplus 1.2.0 as shipped (its best step): 25 min on a 2-core CPU
 #   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=4000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=gamma scripts/train_calo.sh
 #                                              # calo-gamma 1.2.0 as shipped (best: step 3000): 32 min on a 2-core CPU
+#                                              # (PARTICLES=pi+: calo-piplus 1.2.0 as shipped, best: step 4000)
 #   STEPS=30000 BATCH=1024 scripts/train_calo.sh
 #   PARTICLES="pi+" STEPS=2000 scripts/train_calo.sh
 #
