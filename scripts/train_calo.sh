@@ -3,8 +3,11 @@
 #
 #   scripts/train_calo.sh                      # all three particles, recipe v1.2.0 (defaults below), one GPU
 #   GP_SPACE=input HEAD_HIDDEN= COND_EMBED=0 MODEL_VERSION=1.1.0 scripts/train_calo.sh   # the v1.1.0 recipe
-#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=3000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ scripts/train_calo.sh
-#                                              # calo-eplus 1.2.0 as shipped (its best step): 25 min on a 2-core CPU
+#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ scripts/train_calo.sh
+#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6500 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ MODEL_VERSION=1.2.1 \
+#       EXTRA_TRAIN_ARGS="--resume --set ema_decay=0.99" scripts/train_calo.sh
+#                                              # calo-eplus 1.2.1 as shipped: 6000 steps (50 min on a 2-core CPU),
+#                                              # then 500 more with a shorter EMA (4 min)
 #   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=4000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=gamma scripts/train_calo.sh
 #                                              # calo-gamma 1.2.0 as shipped (best: step 3000): 32 min on a 2-core CPU
 #                                              # (PARTICLES=pi+: calo-piplus 1.2.0 as shipped, best: step 4000)
