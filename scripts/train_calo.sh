@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Train the calo emulators (models/calo-eplus, calo-gamma, calo-piplus) with one command.
 #
-#   scripts/train_calo.sh                      # all three particles, recipe v1.2.0 (defaults below), one GPU
-#   GP_SPACE=input HEAD_HIDDEN= COND_EMBED=0 MODEL_VERSION=1.1.0 scripts/train_calo.sh   # the v1.1.0 recipe
-#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ scripts/train_calo.sh
-#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6500 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ MODEL_VERSION=1.2.1 \
-#       EXTRA_TRAIN_ARGS="--resume --set ema_decay=0.99" scripts/train_calo.sh
+#   scripts/train_calo.sh                      # all three particles, recipe v1.3.0 (defaults below), one GPU
+#   GP_SPACE=input HEAD_HIDDEN= COND_EMBED=0 EMA_DECAY=0.999 MODEL_VERSION=1.1.0 scripts/train_calo.sh  # v1.1.0
+#   EMA_DECAY=0.999 MODEL_VERSION=1.2.0 scripts/train_calo.sh                                            # v1.2.0
+#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ EMA_DECAY=0.999 \
+#       MODEL_VERSION=1.2.0 scripts/train_calo.sh
+#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6500 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ EMA_DECAY=0.99 \
+#       MODEL_VERSION=1.2.1 EXTRA_TRAIN_ARGS="--resume" scripts/train_calo.sh
 #                                              # calo-eplus 1.2.1 as shipped: 6000 steps (50 min on a 2-core CPU),
-#                                              # then 500 more with a shorter EMA (4 min)
-#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=4000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=gamma scripts/train_calo.sh
+#                                              # then 500 more with the shorter EMA (4 min)
+#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=4000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=gamma EMA_DECAY=0.999 \
+#       MODEL_VERSION=1.2.0 scripts/train_calo.sh
 #                                              # calo-gamma 1.2.0 as shipped (best: step 3000): 32 min on a 2-core CPU
 #                                              # (PARTICLES=pi+: calo-piplus 1.2.0 as shipped, best: step 4000)
 #   STEPS=30000 BATCH=1024 scripts/train_calo.sh
@@ -36,6 +39,8 @@ ENERGY_SCALE=${ENERGY_SCALE:-relative}  # its units: relative (to each bin's spr
 GP_SPACE=${GP_SPACE:-joint}       # gradient penalty on (samples, critic features); the shipped v1.1.0 used "input"
 HEAD_HIDDEN=${HEAD_HIDDEN:-128,128}  # separate response head (empty: from the main output layer, as v1.1.0)
 COND_EMBED=${COND_EMBED:-32}      # learned energy embedding width (+ FiLM in the generator); 0: raw log10(E)/2
+EMA_DECAY=${EMA_DECAY:-0.99}      # generator EMA; 0.999 (v1.1.0, v1.2.0) averaged over drifting weights and
+                                  # made the e+ resolution 4-21 points narrower than the raw generator's
 VAL_EVERY=${VAL_EVERY:-2000}      # quick validation / best-model export interval
 SEED=${SEED:-1}                   # base seed: data seed is SEED*100+k, training seed is SEED
 PARTICLES=${PARTICLES:-"e+ gamma pi+"}
@@ -44,7 +49,7 @@ DEVICE=${DEVICE:-auto}
 DATA_DIR=${DATA_DIR:-data/calo}
 RUN_ROOT=${RUN_ROOT:-runs}
 MODELS_DIR=${MODELS_DIR:-models}
-MODEL_VERSION=${MODEL_VERSION:-1.2.0}  # version recorded in the model cards
+MODEL_VERSION=${MODEL_VERSION:-1.3.0}  # version recorded in the model cards
 G_HIDDEN=${G_HIDDEN:-512,512,512}  # generator widths (1.7 MFLOP per shower)
 EXTRA_TRAIN_ARGS=${EXTRA_TRAIN_ARGS:-}   # e.g. "--set lr_g=2e-4 --set g_hidden=512,512"
 
@@ -76,7 +81,7 @@ train_one() {
     data="$DATA_DIR/${name#calo-}-train.h5"
     # shellcheck disable=SC2086
     cli train calo --particle "$p" --data "$data" --out "$MODELS_DIR/$name" --run-dir "$RUN_ROOT/$name" \
-        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --set energy_scale="$ENERGY_SCALE" --set g_hidden="$G_HIDDEN" --set version="$MODEL_VERSION" --set gp_space="$GP_SPACE" --set g_head_hidden="$HEAD_HIDDEN" --set cond_embed="$COND_EMBED" --seed "$SEED" --device "$DEVICE" \
+        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --set energy_scale="$ENERGY_SCALE" --set g_hidden="$G_HIDDEN" --set version="$MODEL_VERSION" --set gp_space="$GP_SPACE" --set g_head_hidden="$HEAD_HIDDEN" --set cond_embed="$COND_EMBED" --set ema_decay="$EMA_DECAY" --seed "$SEED" --device "$DEVICE" \
         --set val_every="$VAL_EVERY" --set checkpoint_every="$VAL_EVERY" --set time_limit_s="$TRAIN_SECONDS" --set log_every=100 --no-progress \
         $EXTRA_TRAIN_ARGS >"$RUN_ROOT/logs/train-$name.log" 2>&1
 }
