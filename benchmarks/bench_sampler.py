@@ -93,18 +93,16 @@ def main() -> None:
             fixed = parse_conditions(sampler.domain, "50", n)  # one energy for all: condition terms computed once
             sampler.generate(min(n, 1024), parse_conditions(sampler.domain, "1:100", min(n, 1024)), 0)  # warm-up
 
-            def run(n=n, spec=spec) -> None:
-                sampler.generate(n, spec, 1)
-                sync(device)
+            def time_generate(spec, n=n) -> float:
+                def run() -> None:
+                    sampler.generate(n, spec, 1)
+                    sync(device)
 
-            def run_fixed(n=n, spec=fixed) -> None:
-                sampler.generate(n, spec, 1)
-                sync(device)
+                return best_of(run, args.reps)
 
-            t_gen = best_of(run, args.reps)
-            t_fixed = best_of(run_fixed, args.reps)
+            t_gen, t_fixed = time_generate(spec), time_generate(fixed)
             sampling_form, sampler.forward = sampler.forward, sampler.generator  # baseline: the module as trained
-            t_gen_base, t_fixed_base = best_of(run, args.reps), best_of(run_fixed, args.reps)
+            t_gen_base, t_fixed_base = time_generate(spec), time_generate(fixed)
             sampler.forward = sampling_form
             z = torch.randn(min(n, 8192), gen.config.latent_dim, device=device)
             c = torch.rand(len(z), 1, device=device)

@@ -86,8 +86,7 @@ class _FusedStack:
         self.out = _Layer.from_linear(out, k)
 
     def __call__(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        if len(c) > 1 and bool((c == c[:1]).all()):
-            c = c[:1]  # one condition for all: its terms once, broadcast
+        """``c`` has one row per sample, or one row for all (its terms are then broadcast)."""
         e = self.embed(c) if self.embed is not None else c
         h = z
         for layer in self.layers:
@@ -124,6 +123,8 @@ class FusedMLPGenerator(nn.Module):
 
     @torch.inference_mode()
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if len(c) > 1 and bool((c == c[:1]).all()):
+            c = c[:1]  # one condition for all: its terms once, broadcast (checked once for both stacks)
         x = self.main(z, c)
         if self.extra is not None:
             x = torch.cat([x, self.extra(z, c)], dim=1)
