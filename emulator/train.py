@@ -60,7 +60,7 @@ from emulator.checkpoint import (
 from emulator.domains import Domain, decode_samples, get_domain
 from emulator.models import build_for_training
 from emulator.sampler import resolve_device
-from emulator.wgan_gp import Batch, GANStep
+from emulator.wgan_gp import Batch, GANStep, response_spread
 
 __all__ = ["ConfigError", "TrainConfig", "ema_update", "load_config", "quick_validation_score", "train_func"]
 
@@ -94,7 +94,11 @@ class TrainConfig:
     energy_weight: float = 0.0  # weight of the energy-consistency term in the generator loss (0: off)
     n_energy_bins: int = 10  # condition bins of the energy-consistency term
     energy_scale: str = "absolute"  # "absolute" or "relative" (in units of each bin's real spread)
+    energy_loss: str = "moments"  # "moments" (per-bin mean and spread) or "crps" (per-sample proper score)
     ema_decay: float = 0.999  # EMA decay of the exported generator weights
+    balance_bins: int = 0  # > 0: draw a share of each batch evenly over this many equal bins of the first
+    # condition feature (calo: bins of log E, so 1-10 GeV gets as many showers as 10-100 GeV); 0: uniform
+    balance_fraction: float = 0.5  # that share (the rest is drawn uniformly over the samples)
     # -- architecture --------------------------------------------------------------------------
     latent_dim: int = 128  # generator latent size
     g_hidden: tuple[int, ...] = field(default=(512, 1024, 1024))  # generator hidden widths (2.2M params)
@@ -276,6 +280,39 @@ def _load_data(cfg: TrainConfig, domain: Domain, device: torch.device) -> _Data:
         attrs=attrs,
         n_total=n,
     )
+
+
+def balanced_index_cdf(cond_feature: torch.Tensor, n_bins: int, fraction: float) -> torch.Tensor:
+    """Cumulative sampling weights (N,) of training samples: ``fraction`` of the probability spread
+    evenly over the non-empty equal bins of ``cond_feature`` on [0, 1], the rest uniform over samples.
+
+    A batch index is ``searchsorted(cdf, u)`` with u ~ U(0, 1), which (unlike ``multinomial``)
+    can be captured in a CUDA graph. The conditional distribution within each bin is unchanged,
+    so the emulator still learns p(sample | condition); only the share of training each bin gets moves.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"balance_fraction must be in [0, 1], got {fraction}")
+    idx = (cond_feature.double().clamp(0.0, 1.0 - 1e-9) * n_bins).long()
+    counts = torch.bincount(idx, minlength=n_bins).double()
+    per_bin = fraction / (counts > 0).sum() / counts.clamp_min(1.0)
+    weights = (1.0 - fraction) / len(idx) + per_bin[idx]
+    cdf = torch.cumsum(weights, 0)
+    return (cdf / cdf[-1]).float()
+
+
+@torch.no_grad()
+def _response_scale(cfg: TrainConfig, domain: Domain, data: _Data) -> torch.Tensor | None:
+    """The training set's response spread per condition bin, for a relative CRPS energy term; else None."""
+    if not (cfg.energy_weight > 0 and cfg.energy_loss == "crps" and cfg.energy_scale == "relative"):
+        return None
+    chunk = 32768  # bounded memory: the response needs expm1 of every value
+    response = torch.cat(
+        [
+            domain.energy_response(data.x[i : i + chunk], data.conditions[i : i + chunk])
+            for i in range(0, data.x.shape[0], chunk)
+        ]
+    )
+    return response_spread(response, data.features[:, 0], cfg.n_energy_bins)
 
 
 # -- quick validation ----------------------------------------------------------------------------
@@ -473,7 +510,8 @@ def train_func(
         gen, critic, domain,
         lr_g=cfg.lr_g, lr_d=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), n_critic=cfg.n_critic,
         gp_lambda=cfg.gp_lambda, energy_weight=cfg.energy_weight, n_energy_bins=cfg.n_energy_bins,
-        energy_scale=cfg.energy_scale, gp_space=cfg.gp_space, use_critic_features=cfg.critic_features, amp=cfg.amp, cuda_graph=cfg.cuda_graph and world_size == 1,
+        energy_scale=cfg.energy_scale, energy_loss=cfg.energy_loss, response_scale=_response_scale(cfg, domain, data),
+        gp_space=cfg.gp_space, use_critic_features=cfg.critic_features, amp=cfg.amp, cuda_graph=cfg.cuda_graph and world_size == 1,
     )  # fmt: skip
     index_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
     n_train = data.x.shape[0]
@@ -509,8 +547,17 @@ def train_func(
     if setup_hook:
         setup_hook(gan)
 
+    cdf = balanced_index_cdf(data.features[:, 0], cfg.balance_bins, cfg.balance_fraction) if cfg.balance_bins else None
+
     def next_batch() -> Batch:
-        if gan.cuda_graph:  # captured into the graph: indices must come from the device RNG
+        if cdf is not None:
+            u = (
+                torch.rand(rank_batch, device=device)  # in a CUDA graph: the device RNG
+                if gan.cuda_graph
+                else torch.rand(rank_batch, generator=index_gen).to(device)
+            )
+            idx = torch.searchsorted(cdf, u).clamp_max(n_train - 1)
+        elif gan.cuda_graph:  # captured into the graph: indices must come from the device RNG
             idx = torch.randint(n_train, (rank_batch,), device=device)
         else:
             idx = torch.randint(n_train, (rank_batch,), generator=index_gen).to(device)

@@ -14,6 +14,7 @@ from emulator.domains import get_domain
 from emulator.train import (
     ConfigError,
     TrainConfig,
+    balanced_index_cdf,
     ema_update,
     load_config,
     quick_validation_score,
@@ -101,11 +102,16 @@ def test_train_writes_model_logs_and_checkpoints(tiny_data, tmp_path):
     assert [m["step"] for _, m in ckpts] == [2, 4] and any("val_score" in r for r in reports)
 
 
-def test_resume_is_bit_exact(tiny_data, tmp_path):
+@pytest.mark.parametrize(
+    "energy",
+    [{}, {"energy_loss": "crps", "energy_scale": "relative", "balance_bins": 4}],
+    ids=["moments", "crps-relative-balanced"],
+)
+def test_resume_is_bit_exact(tiny_data, tmp_path, energy):
     """2N steps in one go == N steps, stop, resume, N more: identical weights, EMA and critic."""
-    train_func(tiny_config(tiny_data, tmp_path / "a", steps=4))
-    train_func(tiny_config(tiny_data, tmp_path / "b", steps=2))
-    train_func(tiny_config(tiny_data, tmp_path / "b", steps=4, resume=True))
+    train_func(tiny_config(tiny_data, tmp_path / "a", steps=4, **energy))
+    train_func(tiny_config(tiny_data, tmp_path / "b", steps=2, **energy))
+    train_func(tiny_config(tiny_data, tmp_path / "b", steps=4, resume=True, **energy))
     a = load_file(str(tmp_path / "a" / "run" / "checkpoints" / "step-00000004" / "tensors.safetensors"))
     b = load_file(str(tmp_path / "b" / "run" / "checkpoints" / "step-00000004" / "tensors.safetensors"))
     assert a.keys() == b.keys()
@@ -113,6 +119,18 @@ def test_resume_is_bit_exact(tiny_data, tmp_path):
         assert torch.equal(a[key], b[key]), key
     steps_b = [json.loads(x)["step"] for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps_b == sorted(steps_b), "resumed log continues without duplicates"
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_balanced_batches_spread_evenly_over_condition_bins(fraction):
+    feature = torch.cat([torch.full((100,), 0.05), torch.full((900,), 0.95)])  # 10 % low, 90 % high
+    cdf = balanced_index_cdf(feature, 10, fraction)
+    idx = torch.searchsorted(cdf, torch.rand(200_000, generator=torch.Generator().manual_seed(0)))
+    low_share = (idx < 100).double().mean().item()
+    assert low_share == pytest.approx((1 - fraction) * 0.1 + fraction * 0.5, abs=0.005)
+    assert idx.min() >= 0 and idx.max() < 1000
+    with pytest.raises(ConfigError, match="balance_fraction"):
+        balanced_index_cdf(feature, 10, 1.5)
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

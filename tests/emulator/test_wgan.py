@@ -8,7 +8,15 @@ from torch import nn
 
 from emulator.domains import get_domain
 from emulator.models import MLPCritic, MLPCriticConfig, MLPGenerator, MLPGeneratorConfig
-from emulator.wgan_gp import STAT_NAMES, Batch, GANStep, energy_consistency, gradient_penalty
+from emulator.wgan_gp import (
+    STAT_NAMES,
+    Batch,
+    GANStep,
+    crps_two_sample,
+    energy_consistency,
+    gradient_penalty,
+    response_spread,
+)
 
 
 @pytest.mark.parametrize("scale", [0.3, 1.0, 2.5])
@@ -63,6 +71,37 @@ def test_energy_consistency_skips_bins_with_too_few_samples():
     assert energy_consistency(fake, r, feat, 10).item() == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("centre", [0.0, 0.3])
+def test_crps_is_smallest_for_the_true_spread_and_centre(centre):
+    # y ~ N(centre, 1) at every condition; fakes ~ N(mu, s): the expected score is lowest at mu = centre, s = 1
+    torch.manual_seed(0)
+    n = 400_000
+    y = torch.randn(n) + centre
+
+    def score(mu: float, s: float) -> float:
+        return crps_two_sample(mu + s * torch.randn(n), mu + s * torch.randn(n), y).mean().item()
+
+    best = score(centre, 1.0)
+    assert best == pytest.approx(1 / torch.pi**0.5, rel=0.01)  # the CRPS of a perfect Gaussian forecast
+    for mu, s in [(centre, 0.5), (centre, 0.8), (centre, 1.25), (centre + 0.2, 1.0)]:
+        assert score(mu, s) > best + 0.003, (mu, s)
+
+
+def test_crps_of_a_point_mass_is_the_absolute_error():
+    f, y = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 3.0])
+    assert torch.allclose(crps_two_sample(f, f, y), torch.tensor([0.5, 1.0]))
+
+
+def test_response_spread_is_the_per_bin_std_with_a_fallback_for_empty_bins():
+    torch.manual_seed(0)
+    feat = torch.cat([torch.full((500,), 0.05), torch.full((500,), 0.55)])
+    r = torch.cat([0.01 * torch.randn(500), 0.1 * torch.randn(500)])
+    spread = response_spread(r, feat, 10)
+    assert spread[0].item() == pytest.approx(r[:500].std().item(), rel=1e-5)
+    assert spread[5].item() == pytest.approx(r[500:].std().item(), rel=1e-5)
+    assert spread[3].item() == pytest.approx(r.std().item(), rel=1e-5)  # no samples: the overall spread
+
+
 def _tiny_gan(energy_weight: float = 1.0, **kw) -> tuple[GANStep, Batch]:
     torch.manual_seed(0)
     calo = get_domain("calo")
@@ -86,6 +125,23 @@ def test_gan_step_updates_both_networks_and_reports_finite_losses(gp_space):
     assert any(not torch.equal(a, b) for a, b in zip(d0, gan.critic.parameters(), strict=True))
     assert all(p.requires_grad for p in gan.critic.parameters()), "critic grads re-enabled after the G step"
     assert gan.opt_g.param_groups[0]["betas"] == (0.5, 0.9)
+
+
+@pytest.mark.parametrize("scale", ["absolute", "relative"])
+def test_crps_energy_term_trains_the_generator(scale):
+    spread = torch.full((10,), 0.05) if scale == "relative" else None
+    gan, batch = _tiny_gan(energy_loss="crps", energy_scale=scale, response_scale=spread)
+    g0 = [p.clone() for p in gan.generator.parameters()]
+    stats = gan.step(lambda: batch).as_dict()
+    assert stats["energy"] > 0 and torch.isfinite(torch.tensor(stats["loss_g"]))
+    assert any(not torch.equal(a, b) for a, b in zip(g0, gan.generator.parameters(), strict=True))
+
+
+def test_relative_crps_needs_the_response_scale():
+    with pytest.raises(ValueError, match="response_scale"):
+        _tiny_gan(energy_loss="crps", energy_scale="relative")
+    with pytest.raises(ValueError, match="energy_loss"):
+        _tiny_gan(energy_loss="quantiles")
 
 
 def test_energy_weight_needs_a_domain_response():
