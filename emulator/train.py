@@ -94,7 +94,8 @@ class TrainConfig:
     energy_weight: float = 0.0  # weight of the energy-consistency term in the generator loss (0: off)
     n_energy_bins: int = 10  # condition bins of the energy-consistency term
     energy_scale: str = "absolute"  # "absolute" or "relative" (in units of each bin's real spread)
-    energy_loss: str = "moments"  # "moments" (per-bin mean and spread) or "crps" (per-sample proper score)
+    energy_loss: str = "moments"  # "moments" (per-bin mean and spread), "crps" (per-sample proper score), or both:
+    # "moments+crps"
     ema_decay: float = 0.999  # EMA decay of the exported generator weights
     balance_bins: int = 0  # > 0: draw a share of each batch evenly over this many equal bins of the first
     # condition feature (calo: bins of log E, so 1-10 GeV gets as many showers as 10-100 GeV); 0: uniform
@@ -303,7 +304,7 @@ def balanced_index_cdf(cond_feature: torch.Tensor, n_bins: int, fraction: float)
 @torch.no_grad()
 def _response_scale(cfg: TrainConfig, domain: Domain, data: _Data) -> torch.Tensor | None:
     """The training set's response spread per condition bin, for a relative CRPS energy term; else None."""
-    if not (cfg.energy_weight > 0 and cfg.energy_loss == "crps" and cfg.energy_scale == "relative"):
+    if not (cfg.energy_weight > 0 and "crps" in cfg.energy_loss and cfg.energy_scale == "relative"):
         return None
     chunk = 32768  # bounded memory: the response needs expm1 of every value
     response = torch.cat(

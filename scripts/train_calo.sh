@@ -2,15 +2,16 @@
 # Train the calo emulators (models/calo-eplus, calo-gamma, calo-piplus) with one command.
 #
 #   scripts/train_calo.sh                      # all three particles, recipe v1.3.0 (defaults below), one GPU
-#   GP_SPACE=input HEAD_HIDDEN= COND_EMBED=0 EMA_DECAY=0.999 MODEL_VERSION=1.1.0 scripts/train_calo.sh  # v1.1.0
-#   EMA_DECAY=0.999 MODEL_VERSION=1.2.0 scripts/train_calo.sh                                            # v1.2.0
-#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ EMA_DECAY=0.999 \
+#   OLD="ENERGY_LOSS=moments BALANCE_BINS=0"    # the recipes before v1.3.0, as prefix of the lines below
+#   env $OLD GP_SPACE=input HEAD_HIDDEN= COND_EMBED=0 EMA_DECAY=0.999 MODEL_VERSION=1.1.0 scripts/train_calo.sh  # v1.1.0
+#   env $OLD EMA_DECAY=0.999 MODEL_VERSION=1.2.0 scripts/train_calo.sh                                            # v1.2.0
+#   env $OLD DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ EMA_DECAY=0.999 \
 #       MODEL_VERSION=1.2.0 scripts/train_calo.sh
-#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6500 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ EMA_DECAY=0.99 \
+#   env $OLD DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6500 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ EMA_DECAY=0.99 \
 #       MODEL_VERSION=1.2.1 EXTRA_TRAIN_ARGS="--resume" scripts/train_calo.sh
 #                                              # calo-eplus 1.2.1 as shipped: 6000 steps (50 min on a 2-core CPU),
 #                                              # then 500 more with the shorter EMA (4 min)
-#   DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=4000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=gamma EMA_DECAY=0.999 \
+#   env $OLD DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=4000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=gamma EMA_DECAY=0.999 \
 #       MODEL_VERSION=1.2.0 scripts/train_calo.sh
 #                                              # calo-gamma 1.2.0 as shipped (best: step 3000): 32 min on a 2-core CPU
 #                                              # (PARTICLES=pi+: calo-piplus 1.2.0 as shipped, best: step 4000)
@@ -36,6 +37,9 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-390}  # wall-clock budget per model; 0 = run exac
 BATCH=${BATCH:-1024}              # batch size
 ENERGY_WEIGHT=${ENERGY_WEIGHT:-1.0}  # energy-consistency term weight
 ENERGY_SCALE=${ENERGY_SCALE:-relative}  # its units: relative (to each bin's spread) or absolute
+ENERGY_LOSS=${ENERGY_LOSS:-crps}  # crps: per-shower proper score of the response (v1.3.0); moments: per-bin
+                                  # mean and spread (<= v1.2.1), blind below ~6 GeV at batch 256
+BALANCE_BINS=${BALANCE_BINS:-10}  # half of each batch spread evenly over 10 bins of log E (v1.3.0); 0: uniform
 GP_SPACE=${GP_SPACE:-joint}       # gradient penalty on (samples, critic features); the shipped v1.1.0 used "input"
 HEAD_HIDDEN=${HEAD_HIDDEN:-128,128}  # separate response head (empty: from the main output layer, as v1.1.0)
 COND_EMBED=${COND_EMBED:-32}      # learned energy embedding width (+ FiLM in the generator); 0: raw log10(E)/2
@@ -81,7 +85,7 @@ train_one() {
     data="$DATA_DIR/${name#calo-}-train.h5"
     # shellcheck disable=SC2086
     cli train calo --particle "$p" --data "$data" --out "$MODELS_DIR/$name" --run-dir "$RUN_ROOT/$name" \
-        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --set energy_scale="$ENERGY_SCALE" --set g_hidden="$G_HIDDEN" --set version="$MODEL_VERSION" --set gp_space="$GP_SPACE" --set g_head_hidden="$HEAD_HIDDEN" --set cond_embed="$COND_EMBED" --set ema_decay="$EMA_DECAY" --seed "$SEED" --device "$DEVICE" \
+        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --set energy_scale="$ENERGY_SCALE" --set g_hidden="$G_HIDDEN" --set version="$MODEL_VERSION" --set gp_space="$GP_SPACE" --set g_head_hidden="$HEAD_HIDDEN" --set cond_embed="$COND_EMBED" --set ema_decay="$EMA_DECAY" --set energy_loss="$ENERGY_LOSS" --set balance_bins="$BALANCE_BINS" --seed "$SEED" --device "$DEVICE" \
         --set val_every="$VAL_EVERY" --set checkpoint_every="$VAL_EVERY" --set time_limit_s="$TRAIN_SECONDS" --set log_every=100 --no-progress \
         $EXTRA_TRAIN_ARGS >"$RUN_ROOT/logs/train-$name.log" 2>&1
 }

@@ -127,10 +127,10 @@ def test_gan_step_updates_both_networks_and_reports_finite_losses(gp_space):
     assert gan.opt_g.param_groups[0]["betas"] == (0.5, 0.9)
 
 
-@pytest.mark.parametrize("scale", ["absolute", "relative"])
-def test_crps_energy_term_trains_the_generator(scale):
+@pytest.mark.parametrize(("loss", "scale"), [("crps", "absolute"), ("crps", "relative"), ("moments+crps", "relative")])
+def test_crps_energy_term_trains_the_generator(loss, scale):
     spread = torch.full((10,), 0.05) if scale == "relative" else None
-    gan, batch = _tiny_gan(energy_loss="crps", energy_scale=scale, response_scale=spread)
+    gan, batch = _tiny_gan(energy_loss=loss, energy_scale=scale, response_scale=spread)
     g0 = [p.clone() for p in gan.generator.parameters()]
     stats = gan.step(lambda: batch).as_dict()
     assert stats["energy"] > 0 and torch.isfinite(torch.tensor(stats["loss_g"]))
