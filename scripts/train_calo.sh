@@ -37,8 +37,8 @@ TRAIN_SECONDS=${TRAIN_SECONDS:-390}  # wall-clock budget per model; 0 = run exac
 BATCH=${BATCH:-1024}              # batch size
 ENERGY_WEIGHT=${ENERGY_WEIGHT:-1.0}  # energy-consistency term weight
 ENERGY_SCALE=${ENERGY_SCALE:-relative}  # its units: relative (to each bin's spread) or absolute
-ENERGY_LOSS=${ENERGY_LOSS:-crps}  # crps: per-shower proper score of the response (v1.3.0); moments: per-bin
-                                  # mean and spread (<= v1.2.1), blind below ~6 GeV at batch 256
+ENERGY_LOSS=${ENERGY_LOSS:-moments+crps}  # v1.3.0: per-bin mean and spread (moments, all recipes up to
+                                  # v1.2.1: blind below ~6 GeV at batch 256) plus a per-shower proper score (crps)
 BALANCE_BINS=${BALANCE_BINS:-10}  # half of each batch spread evenly over 10 bins of log E (v1.3.0); 0: uniform
 GP_SPACE=${GP_SPACE:-joint}       # gradient penalty on (samples, critic features); the shipped v1.1.0 used "input"
 HEAD_HIDDEN=${HEAD_HIDDEN:-128,128}  # separate response head (empty: from the main output layer, as v1.1.0)
