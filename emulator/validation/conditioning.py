@@ -15,6 +15,13 @@ sqrt((m4 - s^4) / (4 s^2 n)) (valid for non-Gaussian tails, m4 the fourth centra
 moment); relative errors of mean and spread added in quadrature for the relative spread;
 generated and reference errors added in quadrature for the deviations. Samples outside
 the binned range are counted and left out.
+
+For information only (no check uses it) each bin also carries a robust relative spread,
+``IQR / 1.349 / |median|`` (the Gaussian sigma over the median for a Gaussian core), and
+its deviation ``rel_spread_robust_dev``: the standard deviation of a heavy-tailed response
+can hang on a handful of showers (gamma, 90-100 GeV: one reference shower at R = 0.79 of
+9896 raises the reference std/mean by 24 %), and the robust width says whether the core
+of the distribution agrees.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ def bin_moments(values: np.ndarray) -> dict[str, float]:
             "std_err": nan,
             "rel_spread": nan,
             "rel_spread_err": nan,
+            "rel_spread_robust": nan,
         }
     mean = float(x.mean())
     d = x - mean
@@ -67,8 +75,11 @@ def bin_moments(values: np.ndarray) -> dict[str, float]:
         rel_err = rel * float(np.hypot(std_err / std if std > 0 else 0.0, mean_err / abs(mean)))
     else:
         rel, rel_err = float("inf") if std > 0 else 0.0, float("nan")
+    q25, median, q75 = np.quantile(x, [0.25, 0.5, 0.75])
+    robust = float((q75 - q25) / 1.349 / abs(median)) if median != 0 else float("inf")
     return {
         "n": n,
+        "rel_spread_robust": robust,
         "mean": mean,
         "mean_err": float(mean_err),
         "std": float(std),
@@ -95,7 +106,8 @@ def conditioning_table(
     "outside_range": {"generated", "reference"}, "observables": {name: {key: [per bin]}}}``
     where the per-observable keys are ``mean_gen``, ``mean_gen_err``, ``mean_ref``,
     ``mean_ref_err``, ``rel_spread_gen``/``_err``, ``rel_spread_ref``/``_err``,
-    ``mean_dev``/``_err``, ``rel_spread_dev``/``_err`` and ``std_shift``.
+    ``mean_dev``/``_err``, ``rel_spread_dev``/``_err``, ``std_shift`` and the informational
+    ``rel_spread_robust_gen``, ``rel_spread_robust_ref`` and ``rel_spread_robust_dev``.
     """
     edges = condition_edges(spec, n_bins)
     c = spec.binned_condition
@@ -128,6 +140,9 @@ def conditioning_table(
                 "rel_spread_dev": rs_dev,
                 "rel_spread_dev_err": rs_dev_err,
                 "std_shift": (g["mean"] - r["mean"]) / r["std"] if r["std"] > 0 else 0.0,
+                "rel_spread_robust_gen": g["rel_spread_robust"],
+                "rel_spread_robust_ref": r["rel_spread_robust"],
+                "rel_spread_robust_dev": _rel_dev(g["rel_spread_robust"], 0.0, r["rel_spread_robust"], 0.0)[0],
             }
             for key, value in values.items():
                 rows.setdefault(key, []).append(float(value))

@@ -168,6 +168,10 @@ def response_figure(
             )
             dax.legend(fontsize=7, loc="upper right")
         dax.errorbar(x, dev, xerr=xerr, yerr=dev_err, fmt="o", color=GEN_COLOR, ms=3.5)
+        if key == "rel_spread" and "rel_spread_robust_dev" in rows:  # informational: the width of the core
+            robust = 100 * np.asarray(rows["rel_spread_robust_dev"], dtype=float)
+            dax.plot(x, robust, "D", mfc="none", color=GEN_COLOR, ms=4, label="IQR/1.349 width (info, no check)")
+            dax.legend(fontsize=7, loc="upper right")
         dax.axhline(0, color="k", lw=0.8)
         finite = np.abs(dev[np.isfinite(dev)])
         lim = max(3 * 100 * (tol or 0.01), 1.2 * float(finite.max()) if finite.size else 1.0)
