@@ -60,7 +60,7 @@ from emulator.checkpoint import (
 from emulator.domains import Domain, decode_samples, get_domain
 from emulator.models import build_for_training
 from emulator.sampler import resolve_device
-from emulator.wgan_gp import Batch, GANStep, response_spread
+from emulator.wgan_gp import Batch, GANStep, condition_bins, response_spread
 
 __all__ = ["ConfigError", "TrainConfig", "ema_update", "load_config", "quick_validation_score", "train_func"]
 
@@ -293,7 +293,7 @@ def balanced_index_cdf(cond_feature: torch.Tensor, n_bins: int, fraction: float)
     """
     if not 0.0 <= fraction <= 1.0:
         raise ConfigError(f"balance_fraction must be in [0, 1], got {fraction}")
-    idx = (cond_feature.double().clamp(0.0, 1.0 - 1e-9) * n_bins).long()
+    idx = condition_bins(cond_feature, n_bins)
     counts = torch.bincount(idx, minlength=n_bins).double()
     per_bin = fraction / (counts > 0).sum() / counts.clamp_min(1.0)
     weights = (1.0 - fraction) / len(idx) + per_bin[idx]

@@ -61,6 +61,7 @@ __all__ = [
     "Batch",
     "GANStep",
     "StepStats",
+    "condition_bins",
     "crps_two_sample",
     "energy_consistency",
     "gradient_penalty",
@@ -138,7 +139,7 @@ ENERGY_SCALES = ("absolute", "relative")
 ENERGY_LOSSES = ("moments", "crps", "moments+crps")
 
 
-def _bin_index(cond_feature: torch.Tensor, n_bins: int) -> torch.Tensor:
+def condition_bins(cond_feature: torch.Tensor, n_bins: int) -> torch.Tensor:
     """Equal bins on [0, 1] of a condition feature (values outside are clipped)."""
     return (cond_feature.float().clamp(0.0, 1.0 - 1e-6) * n_bins).long()
 
@@ -159,7 +160,7 @@ def response_spread(response: torch.Tensor, cond_feature: torch.Tensor, n_bins: 
 
     Bins with fewer than 2 samples get the overall standard deviation.
     """
-    idx = _bin_index(cond_feature, n_bins)
+    idx = condition_bins(cond_feature, n_bins)
     r = response.double()
     counts = torch.zeros(n_bins, dtype=torch.float64, device=r.device).index_add_(0, idx, torch.ones_like(r))
     mean = torch.zeros_like(counts).index_add_(0, idx, r) / counts.clamp_min(1.0)
@@ -182,7 +183,7 @@ def energy_consistency(
     ``cond_feature`` (B,) is binned into ``n_bins`` equal bins on [0, 1] (values outside are clipped);
     bins with fewer than 8 samples are skipped.
     """
-    idx = _bin_index(cond_feature, n_bins)
+    idx = condition_bins(cond_feature, n_bins)
     counts = torch.zeros(n_bins, device=idx.device).index_add_(0, idx, torch.ones_like(resp_fake))
     safe = counts.clamp_min(1.0)
 
@@ -318,7 +319,7 @@ class GANStep:
                 fake2 = self._fake(batch).float()
             score = crps_two_sample(resp_fake, self.domain.energy_response(fake2, batch.conditions), resp_real)
             if self.energy_scale == "relative":
-                score = score / self.response_scale[_bin_index(batch.features[:, 0], len(self.response_scale))]
+                score = score / self.response_scale[condition_bins(batch.features[:, 0], len(self.response_scale))]
             term = term + score.mean()
         return term
 
