@@ -15,6 +15,9 @@
 #       MODEL_VERSION=1.2.0 scripts/train_calo.sh
 #                                              # calo-gamma 1.2.0 as shipped (best: step 3000): 32 min on a 2-core CPU
 #                                              # (PARTICLES=pi+: calo-piplus 1.2.0 as shipped, best: step 4000)
+#                                              # the shipped 1.3.0 weights continue these runs with --resume and
+#                                              # --set energy_loss=crps|moments+crps --set balance_bins=10 (stages and
+#                                              # steps in each card's training.history)
 #   STEPS=30000 BATCH=1024 scripts/train_calo.sh
 #   PARTICLES="pi+" STEPS=2000 scripts/train_calo.sh
 #
