@@ -12,6 +12,7 @@ from emulator.wgan_gp import (
     STAT_NAMES,
     Batch,
     GANStep,
+    condition_bins,
     crps_two_sample,
     energy_consistency,
     gradient_penalty,
@@ -85,6 +86,30 @@ def test_crps_is_smallest_for_the_true_spread_and_centre(centre):
     assert best == pytest.approx(1 / torch.pi**0.5, rel=0.01)  # the CRPS of a perfect Gaussian forecast
     for mu, s in [(centre, 0.5), (centre, 0.8), (centre, 1.25), (centre + 0.2, 1.0)]:
         assert score(mu, s) > best + 0.003, (mu, s)
+
+
+def test_crps_reaches_the_energies_a_uniform_batch_leaves_out_of_the_moment_term():
+    # 256 energies uniform in 1-100 GeV, bins in log E: the bins below ~6 GeV hold < 8 showers, so
+    # the moment term gives those showers no gradient at all; the per-shower CRPS widens them
+    torch.manual_seed(0)
+    energy = torch.rand(256) * 99 + 1
+    feature = torch.log10(energy) / 2
+    bins = condition_bins(feature, 10)
+    low = torch.bincount(bins, minlength=10)[bins] < 8  # showers in bins the moment term skips
+    assert low.sum() >= 5 and energy[low].max() < 10
+    width = torch.tensor(0.005, requires_grad=True)  # generated width of the low-energy showers only
+    draws = 400  # independent batches at the same energies (the CRPS gradient is right on average)
+    real = 1 + 0.01 * torch.randn(draws, 256)  # the data are twice as wide
+    noise, noise2 = torch.randn(draws, 256), torch.randn(draws, 256)
+
+    def fake(n: torch.Tensor) -> torch.Tensor:
+        return torch.where(low, 1 + width * n, 1 + 0.01 * n)
+
+    moments = sum(energy_consistency(fake(noise[i]), real[i], feature, 10) for i in range(draws))
+    (g_moments,) = torch.autograd.grad(moments, width)
+    assert g_moments.item() == 0.0
+    (g_crps,) = torch.autograd.grad(crps_two_sample(fake(noise), fake(noise2), real).sum(), width)
+    assert g_crps.item() < 0  # descending it widens the too-narrow low-energy showers
 
 
 def test_crps_of_a_point_mass_is_the_absolute_error():
