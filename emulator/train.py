@@ -122,6 +122,8 @@ class TrainConfig:
     log_every: int = 50  # metrics record and progress update every this many steps
     progress: bool = True  # show a tqdm progress bar
     resume: bool = False  # continue from the newest checkpoint in run_dir when there is one
+    init_from: str = ""  # warm start (a new run): weights, optimizers, RNG and step of this checkpoint directory of
+    # another run; the best-checkpoint score starts afresh, physics features appended since get zero critic weight
     time_limit_s: float = 0.0  # stop (with a final validation and checkpoint) after this much training time; 0: none
 
     def __post_init__(self) -> None:
@@ -460,6 +462,27 @@ def _write_loss_curve(metrics_path: Path, png: Path) -> None:
     os.replace(tmp, png)
 
 
+def _grow_critic_tensors(critic: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoint tensors of a critic with fewer physics features -> ones that load into ``critic``.
+
+    Weights and the optimizer moments of the first layer go through the critic's
+    ``grow_feature_inputs`` (new inputs start at zero weight); a critic without it must match.
+    """
+    grow = getattr(critic, "grow_feature_inputs", None)
+    if grow is None:
+        return tensors
+    out = dict(tensors)
+    weights = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
+    out.update({f"critic.{k}": v for k, v in grow(weights).items()})
+    names = [n for n, _ in critic.named_parameters()]
+    for key, val in tensors.items():
+        if key.startswith("optim_d.") and val.ndim:
+            name = names[int(key.split(".")[1])]
+            if name in weights and val.shape == weights[name].shape:
+                out[key] = grow({**weights, name: val})[name]
+    return out
+
+
 def _rng_tensors(index_gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
     t = {"rng.torch_cpu": torch.get_rng_state(), "rng.index": index_gen.get_state()}
     if device.type == "cuda":
@@ -519,8 +542,15 @@ def train_func(
 
     start_step, best_score, best_step, elapsed_before = 0, math.inf, 0, 0.0
     ckpt = resume_from or (latest_checkpoint(run_dir) if cfg.resume else None)
+    warm_start = ckpt is None and bool(cfg.init_from)
+    if warm_start:
+        ckpt = Path(cfg.init_from)
+        if not (ckpt / "state.json").is_file():
+            raise ConfigError(f"init_from={cfg.init_from!r} is not a training checkpoint directory (no state.json)")
     if ckpt is not None:
         tensors, state = load_checkpoint(ckpt, device="cpu")
+        if warm_start:
+            tensors = _grow_critic_tensors(critic, tensors)
         for prefix, module in (("generator", gen), ("ema", ema), ("critic", critic)):
             module.load_state_dict(
                 {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
@@ -532,6 +562,8 @@ def train_func(
         if device.type == "cuda" and "rng.torch_cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.torch_cuda"], device)
         start_step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
+        if warm_start:  # a new run: its best checkpoint is chosen among its own validations
+            best_score, best_step = math.inf, start_step
         elapsed_before = state["elapsed_s"]
         if main and metrics_path.exists():  # drop records written after the checkpoint
             keep = [

@@ -29,6 +29,8 @@ examples:
   emulator simulate calo --particle e+ --n 200000 --energy 1:100 --seed 1 --out data/eplus.h5
   emulator train calo --particle e+ --data data/eplus.h5 --out models/calo-eplus --steps 20000
   emulator train calo --particle e+ --data data/eplus.h5 --out models/calo-eplus --resume
+  emulator train calo --config runs/calo-eplus/config.json --steps 12500 --out models/calo-eplus-ft \
+      --run-dir runs/calo-eplus-ft --init-from runs/calo-eplus/checkpoints/step-00011500
   emulator train calo --data tiny.h5 --out /tmp/m --steps 10 --set g_hidden=32,32 --set val_every=5
   emulator simulate cosmo --n-sims 200 --omega-m 0.101:0.487 --sigma8 0.487:1.331 --seed 1 --out data/cosmo.h5
   emulator train cosmo --data data/cosmo.h5 --out models/cosmo-slice64 --batch-size 64 \
@@ -50,7 +52,7 @@ the last checkpoint (--set checkpoint_every=... sets how often; up to --max-fail
 FLAG_KEYS = {
     "particle": "particle", "data": "data", "out": "out", "run_dir": "run_dir", "name": "name",
     "steps": "steps", "batch_size": "batch_size", "device": "device", "seed": "seed", "resume": "resume",
-    "energy_weight": "energy_weight", "max_samples": "max_samples",
+    "init_from": "init_from", "energy_weight": "energy_weight", "max_samples": "max_samples",
 }  # fmt: skip
 
 
@@ -76,6 +78,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, help="seed of the whole run")
     p.add_argument("--resume", action="store_true", default=None, help="continue from the newest checkpoint")
+    p.add_argument(
+        "--init-from", metavar="CHECKPOINT_DIR",
+        help="warm start a new run from another run's checkpoint (e.g. runs/calo-eplus/checkpoints/step-00011500): "
+        "weights, optimizers and step carry over, physics features added since start at zero critic weight",
+    )  # fmt: skip
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)"
     )

@@ -134,7 +134,7 @@ class CaloDomain:
         "cells below the readout threshold zeroed",
         "readout_threshold_mev": READOUT_THRESHOLD_MEV,
     }
-    critic_feature_dim = 25
+    critic_feature_dim = 31
     generator_extra_outputs = 1  # the response R (see network_output)
 
     def __init__(self) -> None:
@@ -198,14 +198,17 @@ class CaloDomain:
         return frac.sum(dim=1)
 
     def critic_features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """25 differentiable shower summaries of network-space ``x`` (B, 507), all O(1), in float32.
+        """31 differentiable shower summaries of network-space ``x`` (B, 507), all O(1), in float32.
 
         response; log10 layer energies / E_inc; layer fractions f_i; log10 overflow / E_inc;
         shower depth; per layer the energy-weighted centre and width along both axes
         (units of 240 mm); per layer a soft count of lit cells; the response again as
         asinh(100 (R - 1)) / 3, which resolves the 0.3 % spread of e+ at 100 GeV as well as
-        the pion response of 0.3 +- 0.25. These are the quantities the
-        CaloGAN/FastCaloGAN critics get as global inputs and that validation histograms.
+        the pion response of 0.3 +- 0.25; per layer log10 of E_ratio (the two hottest
+        cells' asymmetry) and of the axis-0 variance (sigma_i^2). These are the quantities
+        the CaloGAN/FastCaloGAN critics get as global inputs and that validation histograms;
+        the last six are log-scaled because their physical values (E_ratio ~ 0.01, sigma_0
+        ~ 6 mm) sit far below the O(1) scale at which a linear input would resolve them.
         """
         m, lmean = self._matrices_on(x.device)
         xf = x.float().reshape(x.shape[0], -1)
@@ -222,6 +225,7 @@ class CaloDomain:
         soft_lit = (1.0 - torch.exp(-xf.clamp_min(0.0) / _SOFT_ZERO)) @ lmean
         depth = (f[:, 1:2] + 2.0 * f[:, 2:3]) * 0.5
         overflow = lin[:, 15:16]
+        variance_axis0 = (moments[:, :, 0, 1] / den[..., 0] - mean[:, :, 0] ** 2).clamp_min(0.0)
         return torch.cat(
             [
                 e_tot,
@@ -232,9 +236,20 @@ class CaloDomain:
                 centres,
                 soft_lit,
                 torch.asinh(100.0 * (e_tot - 1.0)) / 3.0,
+                torch.log10(self._hottest_pair_asymmetry(frac) + 1e-3) / 3.0,
+                torch.log10(variance_axis0 + 1e-6) / 3.0,
             ],
             dim=1,
         )
+
+    @staticmethod
+    def _hottest_pair_asymmetry(frac: torch.Tensor) -> torch.Tensor:
+        """E_ratio per layer, (B, 3): (E_max1 - E_max2) / (E_max1 + E_max2) of the two hottest cells."""
+        ratios = []
+        for sl in layer_slices():
+            top = frac[:, sl].topk(2, dim=1).values
+            ratios.append((top[:, 0] - top[:, 1]) / (top[:, 0] + top[:, 1] + 1e-8))
+        return torch.stack(ratios, dim=1)
 
     # -- physics and files --------------------------------------------------------------------
     def observables(self, samples: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:

@@ -61,6 +61,26 @@ class MLPCritic(nn.Module):
         self.act = nn.LeakyReLU(config.negative_slope)
         self.out = nn.Linear(widths[-1] + k, 1)
 
+    def grow_feature_inputs(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Adapt a state dict saved with fewer physics features (appended since) to this critic.
+
+        The input weights of the new features start at zero, so the critic scores every
+        sample exactly as before and learns to use the new features from there. Also
+        applies to optimizer moments of the first layer stored under ``linears.0.weight``.
+        """
+        w = state["linears.0.weight"]
+        n_new = self.linears[0].in_features - w.shape[1]
+        if n_new == 0:
+            return state
+        if n_new < 0 or n_new > self.config.feature_dim:
+            raise ValueError(
+                f"cannot adapt a critic with {w.shape[1]} first-layer inputs to one with "
+                f"{self.linears[0].in_features}: only appended physics features are supported"
+            )
+        at = self.config.sample_dim + self.config.feature_dim - n_new  # end of the old feature block
+        grown = torch.cat([w[:, :at], w.new_zeros(w.shape[0], n_new), w[:, at:]], dim=1)
+        return {**state, "linears.0.weight": grown}
+
     def forward(self, x: torch.Tensor, c: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         h = x.flatten(1)
         if self.config.feature_dim:

@@ -80,6 +80,11 @@ def test_critic_features_match_observables(calo):
     obs = compute_observables(v[:, :504].numpy(), e[:, 0].numpy())
     np.testing.assert_allclose(feats[:, 0].detach().numpy(), obs["response"], rtol=1e-4)  # response
     np.testing.assert_allclose(feats[:, 4:7].detach().numpy()[:, 1], obs["f_1"], rtol=1e-4, atol=1e-6)
+    for d in range(3):  # log-scaled E_ratio_d and sigma_d^2 (sigma in mm, features in units of 240 mm)
+        e_ratio = 10 ** (3 * feats[:, 25 + d].detach().double().numpy()) - 1e-3
+        np.testing.assert_allclose(e_ratio, obs[f"E_ratio_{d}"], rtol=1e-3, atol=1e-5)
+        variance = 10 ** (3 * feats[:, 28 + d].detach().double().numpy()) - 1e-6
+        np.testing.assert_allclose(np.sqrt(variance.clip(0)) * 240.0, obs[f"sigma_{d}"], rtol=1e-2, atol=0.05)
     (grad,) = torch.autograd.grad(feats.sum(), x)
     assert torch.isfinite(grad).all()
     resp = calo.energy_response(x, e.float())

@@ -30,6 +30,19 @@ def test_critic_requires_its_features():
         critic(torch.randn(2, 10), torch.rand(2, 1))
 
 
+@pytest.mark.parametrize("cond_embed", [0, 4])
+def test_critic_grown_by_appended_features_scores_as_before(cond_embed):
+    """A warm start adds physics features at zero weight: same scores, whatever the new features are."""
+    torch.manual_seed(0)
+    old = MLPCritic(MLPCriticConfig(10, 1, 3, hidden=(8,), cond_embed=cond_embed))
+    new = MLPCritic(MLPCriticConfig(10, 1, 5, hidden=(8,), cond_embed=cond_embed))
+    new.load_state_dict(new.grow_feature_inputs(old.state_dict()))
+    x, c, f = torch.randn(6, 10), torch.rand(6, 1), torch.randn(6, 3)
+    torch.testing.assert_close(new(x, c, torch.cat([f, torch.randn(6, 2)], 1)), old(x, c, f))
+    with pytest.raises(ValueError, match="appended physics features"):
+        old.grow_feature_inputs(new.state_dict())
+
+
 def test_generator_outputs_are_non_negative_physical_energies():
     torch.manual_seed(0)
     gen = MLPGenerator(MLPGeneratorConfig(507, 1, latent_dim=16, hidden=(32, 32)))

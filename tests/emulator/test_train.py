@@ -121,6 +121,38 @@ def test_resume_is_bit_exact(tiny_data, tmp_path, energy):
     assert steps_b == sorted(steps_b), "resumed log continues without duplicates"
 
 
+def test_warm_start_continues_like_resume_and_grows_new_critic_features(tiny_data, tmp_path, monkeypatch):
+    """init_from another run's checkpoint == resume (same weights after), with its own best-model choice;
+    a physics feature appended to the domain since then enters the critic at zero weight."""
+    train_func(tiny_config(tiny_data, tmp_path / "a", steps=4))
+    train_func(tiny_config(tiny_data, tmp_path / "b", steps=2))
+    start = tmp_path / "b" / "run" / "checkpoints" / "step-00000002"
+    summary = train_func(tiny_config(tiny_data, tmp_path / "c", steps=4, init_from=str(start)))
+    assert summary["best_step"] == 4, "the warm run picks its best among its own validations"
+    a = load_file(str(tmp_path / "a" / "run" / "checkpoints" / "step-00000004" / "tensors.safetensors"))
+    c = load_file(str(tmp_path / "c" / "run" / "checkpoints" / "step-00000004" / "tensors.safetensors"))
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+    calo = type(get_domain("calo"))
+    n_old = calo.critic_feature_dim
+    features = calo.critic_features
+    monkeypatch.setattr(calo, "critic_feature_dim", n_old + 1)
+    monkeypatch.setattr(calo, "critic_features", lambda self, x, cond: torch.cat([features(self, x, cond), x[:, :1]], 1))
+    train_func(tiny_config(tiny_data, tmp_path / "d", steps=3, init_from=str(start), checkpoint_every=1, val_every=1))
+    first = load_file(str(tmp_path / "d" / "run" / "checkpoints" / "step-00000003" / "tensors.safetensors"))
+    w_old = load_file(str(start / "tensors.safetensors"))["critic.linears.0.weight"]
+    w = first["critic.linears.0.weight"]
+    assert w.shape[1] == w_old.shape[1] + 1
+    at = 507 + n_old  # the new column sits after the old features, before the condition inputs
+    assert first["optim_d.0.exp_avg"].shape == w.shape  # Adam moments grew too (no embedding: param 0)
+    assert not torch.equal(w[:, at], torch.zeros_like(w[:, at])), "the new feature's weights train from zero"
+
+
+def test_warm_start_from_a_missing_checkpoint_is_a_clear_error(tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="init_from"):
+        train_func(tiny_config(tiny_data, tmp_path, init_from=str(tmp_path / "nope")))
+
+
 @pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
 def test_balanced_batches_spread_evenly_over_condition_bins(fraction):
     feature = torch.cat([torch.full((100,), 0.05), torch.full((900,), 0.95)])  # 10 % low, 90 % high
