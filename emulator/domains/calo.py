@@ -53,9 +53,6 @@ X_MAX = math.log1p(1.5 / SCALE)
 
 _RESPONSE_OFFSET = math.log(math.e - 1.0)  # softplus(0 + offset) = 1: the response starts at 1
 
-DEAD_CELL_GRAD = 0.0
-"""Share of the gradient an empty cell passes back in training (0: none, the 1.x recipes)."""
-
 _SOFT_ZERO = 0.02  # network-space scale of the soft "cell is lit" count given to the critic
 
 
@@ -165,39 +162,24 @@ class CaloDomain:
         return torch.expm1(x.clamp(0.0, X_MAX)) * self._unit_mev(conditions, x)
 
     @staticmethod
-    def _fractions(raw: torch.Tensor, conditions: torch.Tensor, dead_cell_grad: float = 0.0) -> torch.Tensor:
+    def _fractions(raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Raw generator output (B, 508) -> the 507 values as fractions of E_inc, in float32.
 
         ReLU on the 507 values, the 504 cells rescaled to sum to the response given by the
-        last raw value, then the readout threshold (see the module docstring). With
-        ``dead_cell_grad`` > 0 the values are the same but the backward pass lets that share
-        of the gradient through the ReLU's flat side and the threshold (straight through),
-        so a cell the generator leaves empty still learns when the critic wants it lit.
+        last raw value, then the readout threshold (see the module docstring).
         """
         raw = raw.float()
-        values = raw[:, : N_CELLS + N_LAYERS].clamp(max=X_MAX)
-        lit = values.clamp_min(0.0)
-        if dead_cell_grad:
-            lit = lit + dead_cell_grad * (values - values.detach()) * (values < 0)  # forward: + 0 exactly
-        frac = torch.expm1(lit) * SCALE
+        frac = torch.expm1(raw[:, : N_CELLS + N_LAYERS].clamp(0.0, X_MAX)) * SCALE
         cells, overflow = frac[:, :N_CELLS], frac[:, N_CELLS:]
         response = F.softplus(raw[:, N_CELLS + N_LAYERS :] + _RESPONSE_OFFSET)
         cells = cells * (response / (cells.sum(dim=1, keepdim=True) + 1e-12))
         threshold = READOUT_THRESHOLD_MEV / (1000.0 * conditions[:, :1].to(cells))  # as a fraction of E_inc
-        below = cells < threshold
-        if dead_cell_grad:
-            cells = cells - (cells * below).detach()  # zero forward, identity backward
-        else:
-            cells = torch.where(below, torch.zeros_like(cells), cells)
+        cells = torch.where(cells >= threshold, cells, torch.zeros_like(cells))
         return torch.cat([cells, overflow], dim=1)
 
     def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Raw generator output (B, 508) -> network-space showers (B, 507), differentiable.
-
-        Used in training only, so the straight-through gradient of empty cells
-        (``DEAD_CELL_GRAD``) applies here and not in ``decode``.
-        """
-        return torch.log1p(self._fractions(raw, conditions, DEAD_CELL_GRAD) / SCALE)
+        """Raw generator output (B, 508) -> network-space showers (B, 507), differentiable."""
+        return torch.log1p(self._fractions(raw, conditions) / SCALE)
 
     @torch.inference_mode()
     def decode(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
