@@ -18,6 +18,10 @@
 #                                              # the shipped 1.3.0 weights continue these runs with --resume and
 #                                              # --set energy_loss=crps|moments+crps --set balance_bins=10 (stages and
 #                                              # steps in each card's training.history)
+#                                              # the 1.4.0 weights continue those with the critic's six new
+#                                              # features (log E_ratio, log sigma^2 per layer) through
+#                                              # EXTRA_TRAIN_ARGS="--init-from runs/<run>/checkpoints/step-N" (zero
+#                                              # weight for the new inputs at the start; stages in training.history)
 #   STEPS=30000 BATCH=1024 scripts/train_calo.sh
 #   PARTICLES="pi+" STEPS=2000 scripts/train_calo.sh
 #
