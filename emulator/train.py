@@ -17,7 +17,9 @@ What one run does:
    computes the mean over ``domain.quick_val_observables`` of W1(gen, ref) / std(ref) (POT
    ``wasserstein_1d``) and, when it is the best so far, exports the EMA generator to ``out``;
 6. every ``checkpoint_every`` steps: an atomic training checkpoint (weights, optimizer states,
-   RNG states, config; see ``emulator.checkpoint``); ``resume=True`` continues bit-exactly.
+   RNG states, config; see ``emulator.checkpoint``); ``resume=True`` continues bit-exactly,
+   ``init_from=DIR`` starts a new run from another run's checkpoint (same continuation, its own
+   best-checkpoint choice; critic inputs for physics features appended since start at zero).
 
 Seeds fix everything: the data split, initial weights, batches, noise and interpolates.
 
