@@ -473,14 +473,15 @@ def _grow_critic_tensors(critic: nn.Module, tensors: dict[str, torch.Tensor]) ->
     grow = getattr(critic, "grow_feature_inputs", None)
     if grow is None:
         return tensors
-    out = dict(tensors)
     weights = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
-    out.update({f"critic.{k}": v for k, v in grow(weights).items()})
+    grown = grow(weights)
+    changed = {name for name, w in weights.items() if grown[name].shape != w.shape}
+    out = {**tensors, **{f"critic.{name}": grown[name] for name in changed}}
     names = [n for n, _ in critic.named_parameters()]
-    for key, val in tensors.items():
+    for key, val in tensors.items():  # Adam moments "optim_d.<param index>.<name>" of the grown weights
         if key.startswith("optim_d.") and val.ndim:
             name = names[int(key.split(".")[1])]
-            if name in weights and val.shape == weights[name].shape:
+            if name in changed:
                 out[key] = grow({**weights, name: val})[name]
     return out
 

@@ -219,14 +219,14 @@ class CaloDomain:
         moments = lin[:, 3:15].reshape(-1, 3, 2, 2)  # layer, axis, (first, second)
         den = e_layers[:, :, None] + 1e-8
         mean = moments[..., 0] / den
-        width = torch.sqrt((moments[..., 1] / den - mean * mean).clamp_min(0.0) + 1e-4)
+        variance = (moments[..., 1] / den - mean * mean).clamp_min(0.0)  # (B, layer, axis)
+        width = torch.sqrt(variance + 1e-4)
         centres = torch.stack([mean, width], dim=3).reshape(-1, 12)  # per layer, axis: mean, width
         e_tot = e_layers.sum(dim=1, keepdim=True)
         f = e_layers / (e_tot + 1e-8)
         soft_lit = (1.0 - torch.exp(-xf.clamp_min(0.0) / _SOFT_ZERO)) @ lmean
         depth = (f[:, 1:2] + 2.0 * f[:, 2:3]) * 0.5
         overflow = lin[:, 15:16]
-        variance_axis0 = (moments[:, :, 0, 1] / den[..., 0] - mean[:, :, 0] ** 2).clamp_min(0.0)
         return torch.cat(
             [
                 e_tot,
@@ -238,7 +238,7 @@ class CaloDomain:
                 soft_lit,
                 torch.asinh(100.0 * (e_tot - 1.0)) / 3.0,
                 torch.log10(self._hottest_pair_asymmetry(frac) + 1e-3) / 3.0,
-                torch.log10(variance_axis0 + 1e-6) / 3.0,
+                torch.log10(variance[:, :, 0] + 1e-6) / 3.0,
             ],
             dim=1,
         )
