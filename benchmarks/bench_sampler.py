@@ -104,7 +104,7 @@ def main() -> None:
             sampling_form, sampler.forward = sampler.forward, sampler.generator  # baseline: the module as trained
             t_gen_base, t_fixed_base = time_generate(spec), time_generate(fixed)
             sampler.forward = sampling_form
-            z = torch.randn(min(n, 8192), gen.config.latent_dim, device=device)
+            z = torch.randn(min(n, 8192), gen.noise_dim, device=device)
             c = torch.rand(len(z), 1, device=device)
 
             def fwd(z=z, c=c) -> None:

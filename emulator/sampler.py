@@ -84,7 +84,7 @@ class Sampler:
         self.card = card
         self.name = name
         self.device = device
-        self.latent_dim = int(generator.config.latent_dim)
+        self.noise_dim = int(generator.noise_dim)
 
     @classmethod
     def from_dir(cls, path: str | Path, device: str = "auto") -> Sampler:
@@ -107,7 +107,7 @@ class Sampler:
         start, stop = b * BLOCK_SIZE, min(n, (b + 1) * BLOCK_SIZE)
         cond = conditions.draw(start, stop, np.random.default_rng([seed, b]))
         g = torch.Generator(device="cpu").manual_seed(block_seed(seed, b))
-        z = torch.randn(stop - start, self.latent_dim, generator=g).to(self.device)
+        z = torch.randn(stop - start, self.noise_dim, generator=g).to(self.device)
         cond_t = torch.from_numpy(cond).to(self.device)
         features = self.domain.condition_features(cond_t)
         if self.device.type == "cpu":  # fixed slices, so the bytes do not depend on anything but the block

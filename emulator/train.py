@@ -107,6 +107,7 @@ class TrainConfig:
     g_hidden: tuple[int, ...] = field(default=(512, 1024, 1024))  # generator hidden widths (2.2M params)
     g_layer_norm: bool = True  # LayerNorm in the generator
     g_head_hidden: tuple[int, ...] = field(default=())  # separate head for the domain's extra outputs; (): none
+    g_output_noise: float = 0.0  # initial sigma of learned per-output noise before the generator's ReLU; 0: none
     d_hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # critic hidden widths
     d_layer_norm: bool = False  # LayerNorm in the critic (never BatchNorm)
     cond_embed: int = 0  # learned condition embedding of this width in generator and critic; 0: raw features
@@ -333,7 +334,7 @@ def _generate(
     out = []
     for start in range(0, len(conditions), 8192):
         c = torch.from_numpy(np.ascontiguousarray(conditions[start : start + 8192])).to(device)
-        z = torch.randn(len(c), generator.config.latent_dim, generator=g).to(device)
+        z = torch.randn(len(c), generator.noise_dim, generator=g).to(device)
         out.append(decode_samples(domain, generator(z, domain.condition_features(c)), c).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, *domain.sample_shape), np.float32)
 
@@ -383,10 +384,11 @@ def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
     n_extra = int(getattr(domain, "generator_extra_outputs", 0))
     head = {"head_outputs": n_extra, "head_hidden": cfg.g_head_hidden} if cfg.g_head_hidden else {}
     embed = {"cond_embed": cfg.cond_embed} if cfg.cond_embed else {}  # absent: old configs load unchanged
+    noise = {"output_noise": cfg.g_output_noise} if cfg.g_output_noise else {}
     gen = build_for_training(
         getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k, extra_outputs=n_extra,
         latent_dim=cfg.latent_dim, hidden=cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act,
-        **head, **embed,
+        **head, **embed, **noise,
     )  # fmt: skip
     feat_dim = int(getattr(domain, "critic_feature_dim", 0)) if cfg.critic_features else 0
     critic = build_for_training(
@@ -464,26 +466,38 @@ def _write_loss_curve(metrics_path: Path, png: Path) -> None:
     os.replace(tmp, png)
 
 
-def _grow_critic_tensors(critic: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Checkpoint tensors of a critic with fewer physics features -> ones that load into ``critic``.
+def _adapt_tensors(
+    module: nn.Module, prefix: str, optim_prefix: str, tensors: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Checkpoint tensors of an older form of ``module`` (saved under ``prefix.``) -> ones that load.
 
-    Weights and the optimizer moments of the first layer go through the critic's
-    ``grow_feature_inputs`` (new inputs start at zero weight); a critic without it must match.
+    The module's ``adapt_state_dict`` says how (critic: zero input weights for physics features
+    appended since; generator: output noise added since, at its initial sigma); a module without
+    it must match. The Adam moments "<optim_prefix>.<param index>.<name>" of a reshaped weight go
+    through the same map; a new parameter, registered last, starts with fresh moments.
     """
-    grow = getattr(critic, "grow_feature_inputs", None)
-    if grow is None:
+    adapt = getattr(module, "adapt_state_dict", None)
+    if adapt is None:
         return tensors
-    weights = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
-    grown = grow(weights)
-    changed = {name for name, w in weights.items() if grown[name].shape != w.shape}
-    out = {**tensors, **{f"critic.{name}": grown[name] for name in changed}}
-    names = [n for n, _ in critic.named_parameters()]
-    for key, val in tensors.items():  # Adam moments "optim_d.<param index>.<name>" of the grown weights
-        if key.startswith("optim_d.") and val.ndim:
+    weights = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    adapted = adapt(weights)
+    changed = {name for name, w in adapted.items() if name not in weights or w.shape != weights[name].shape}
+    out = {**tensors, **{f"{prefix}.{name}": adapted[name] for name in changed}}
+    names = [n for n, _ in module.named_parameters()]
+    for key, val in tensors.items():
+        if key.startswith(optim_prefix + ".") and val.ndim:
             name = names[int(key.split(".")[1])]
-            if name in changed:
-                out[key] = grow({**weights, name: val})[name]
+            if name in changed and name in weights:
+                out[key] = adapt({**weights, name: val})[name]
     return out
+
+
+def _adapt_optimizer_meta(meta: dict, opt: torch.optim.Optimizer) -> dict:
+    """Saved optimizer metadata whose parameter list is ``opt``'s (grown by parameters registered last)."""
+    groups = [{**saved, "params": own["params"]} for saved, own in zip(
+        meta["param_groups"], opt.state_dict()["param_groups"], strict=True
+    )]  # fmt: skip
+    return {**meta, "param_groups": groups}
 
 
 def _rng_tensors(index_gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
@@ -552,8 +566,15 @@ def train_func(
             raise ConfigError(f"init_from={cfg.init_from!r} is not a training checkpoint directory (no state.json)")
     if ckpt is not None:
         tensors, state = load_checkpoint(ckpt, device="cpu")
-        if warm_start:
-            tensors = _grow_critic_tensors(critic, tensors)
+        if warm_start:  # architecture grown since the checkpoint: adapt weights and optimizer state
+            tensors = _adapt_tensors(critic, "critic", "optim_d", tensors)
+            for prefix in ("generator", "ema"):
+                tensors = _adapt_tensors(gen, prefix, "optim_g", tensors)
+            state = {
+                **state,
+                "optim_g": _adapt_optimizer_meta(state["optim_g"], gan.opt_g),
+                "optim_d": _adapt_optimizer_meta(state["optim_d"], gan.opt_d),
+            }
         for prefix, module in (("generator", gen), ("ema", ema), ("critic", critic)):
             module.load_state_dict(
                 {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}

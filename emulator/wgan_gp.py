@@ -258,7 +258,7 @@ class GANStep:
         self.use_features = use_critic_features and getattr(critic.config, "feature_dim", 0) > 0
         if energy_weight > 0 and not hasattr(domain, "energy_response"):
             raise ValueError(f"energy_weight > 0 but domain {domain.name!r} defines no energy_response")
-        self.latent_dim = int(generator.config.latent_dim)
+        self.noise_dim = int(generator.noise_dim)
         self.amp = amp and self.device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_out: torch.Tensor | None = None
@@ -302,7 +302,7 @@ class GANStep:
         )
 
     def _fake(self, batch: Batch) -> torch.Tensor:
-        z = torch.randn(batch.x.shape[0], self.latent_dim, device=self.device)
+        z = torch.randn(batch.x.shape[0], self.noise_dim, device=self.device)
         return network_sample(self.domain, self.generator(z, batch.features), batch.conditions)
 
     def _energy_term(self, batch: Batch, fake: torch.Tensor) -> torch.Tensor:

@@ -137,6 +137,11 @@ class ConvGenerator(nn.Module):
             return torch.tanh(x)
         return torch.relu(x) if self.config.output_activation == "relu" else x
 
+    @property
+    def noise_dim(self) -> int:
+        """N(0, 1) values a forward pass takes per sample (the latent vector)."""
+        return self.config.latent_dim
+
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() or len(z) <= self.inference_chunk:
             return self._forward(z, c)

@@ -85,9 +85,12 @@ class _FusedStack:
             self.layers.append(layer)
         self.out = _Layer.from_linear(out, k)
 
-    def __call__(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """``c`` has one row per sample, or one row for all (its terms are then broadcast)."""
-        e = self.embed(c) if self.embed is not None else c
+    def embedding(self, c: torch.Tensor) -> torch.Tensor:
+        """The condition as the layers see it (embedded, or the raw features)."""
+        return self.embed(c) if self.embed is not None else c
+
+    def __call__(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """``e`` (the ``embedding``) has one row per sample, or one row for all (its terms are then broadcast)."""
         h = z
         for layer in self.layers:
             x = layer.linear(h, e)
@@ -120,12 +123,21 @@ class FusedMLPGenerator(nn.Module):
             else None
         )
         self.relu = cfg.output_activation == "relu"
+        self.latent_dim = cfg.latent_dim
+        self.noise_dim = g.noise_dim
+        sigma = g.noise_log_sigma
+        self.noise_log_sigma = (sigma.weight.detach().t().contiguous(), sigma.bias.detach()) if sigma is not None else None
 
     @torch.inference_mode()
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if len(c) > 1 and bool((c == c[:1]).all()):
             c = c[:1]  # one condition for all: its terms once, broadcast (checked once for both stacks)
-        x = self.main(z, c)
+        latent = z[:, : self.latent_dim]
+        e = self.main.embedding(c)
+        x = self.main(latent, e)
+        if self.noise_log_sigma is not None:
+            w_t, b = self.noise_log_sigma
+            x.addcmul_(torch.addmm(b, e, w_t).exp_(), z[:, self.latent_dim :])
         if self.extra is not None:
-            x = torch.cat([x, self.extra(z, c)], dim=1)
+            x = torch.cat([x, self.extra(latent, self.extra.embedding(c))], dim=1)
         return x.relu_() if self.relu else x

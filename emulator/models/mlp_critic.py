@@ -61,7 +61,7 @@ class MLPCritic(nn.Module):
         self.act = nn.LeakyReLU(config.negative_slope)
         self.out = nn.Linear(widths[-1] + k, 1)
 
-    def grow_feature_inputs(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Adapt a state dict saved with fewer physics features (appended since) to this critic.
 
         The input weights of the new features start at zero, so the critic scores every

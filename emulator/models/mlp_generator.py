@@ -6,11 +6,21 @@ to survive the whole stack. With ``cond_embed > 0`` they are first embedded into
 learned features, which are concatenated instead and also scale and shift every hidden layer
 (FiLM; see ``emulator.models.conditioning``). The final ReLU makes outputs non-negative in network space,
 with exact zeros — for the calo domain these are exactly the empty cells.
+
+With ``output_noise > 0`` every main output gets its own N(0, 1) noise before the ReLU, scaled
+by a learned, condition-dependent sigma per output (started at ``output_noise``), as StyleGAN
+injects per-pixel noise. The reason is the ReLU: an output that is below zero for every latent
+vector has no gradient, so a cell the generator has switched off can never learn to light
+sometimes (calo: the scattered faint cells of the back layer at low energy). With the noise, a
+cell below zero lights with a probability that moves smoothly with its pre-activation, and the
+critic's verdict on those lit samples reaches it. The noise is part of the input: a forward
+pass takes ``noise_dim`` = ``latent_dim`` + (number of main outputs) N(0, 1) values per sample.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -35,12 +45,15 @@ class MLPGeneratorConfig:
     head_outputs: int = 0  # last outputs made by a separate head (only when head_hidden is set)
     head_hidden: tuple[int, ...] = field(default=())  # widths of that head; () = main output layer
     cond_embed: int = 0  # width of a learned condition embedding with FiLM per hidden layer; 0: raw features
+    output_noise: float = 0.0  # initial sigma of the per-output noise before the ReLU (see module doc); 0: none
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
         self.head_hidden = tuple(int(h) for h in self.head_hidden)
         if self.head_hidden and not 0 < self.head_outputs < self.sample_dim:
             raise ValueError(f"head_hidden needs 0 < head_outputs < sample_dim, got {self.head_outputs}")
+        if self.output_noise < 0:
+            raise ValueError(f"output_noise must be >= 0, got {self.output_noise}")
         if self.output_activation not in ("relu", "none"):
             raise ValueError(f"output_activation must be 'relu' or 'none', got {self.output_activation!r}")
 
@@ -53,7 +66,7 @@ class MLPGeneratorConfig:
 
 
 class MLPGenerator(nn.Module):
-    """z (B, latent_dim), c (B, cond_dim) -> x (B, sample_dim)."""
+    """z (B, noise_dim), c (B, cond_dim) -> x (B, sample_dim)."""
 
     config_class = MLPGeneratorConfig
 
@@ -84,28 +97,49 @@ class MLPGenerator(nn.Module):
             nn.ModuleList(FiLM(k, h) for h in config.head_hidden) if self.extra_embed is not None else None
         )
         self.extra_out = nn.Linear(extra_widths[-1] + k, n_extra) if n_extra else None
+        # log sigma of the output noise, linear in the (embedded) condition; registered last, so the
+        # parameter order of a generator without it is unchanged (checkpoints and optimizer states)
+        self.noise_log_sigma = nn.Linear(k, self.out.out_features) if config.output_noise else None
+        if self.noise_log_sigma is not None:
+            nn.init.zeros_(self.noise_log_sigma.weight)
+            nn.init.constant_(self.noise_log_sigma.bias, math.log(config.output_noise))
+
+    @property
+    def noise_dim(self) -> int:
+        """N(0, 1) values a forward pass takes per sample: the latent vector, then the output noise."""
+        n_noise = self.noise_log_sigma.out_features if self.noise_log_sigma is not None else 0
+        return self.config.latent_dim + n_noise
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        x = self._stack(z, c, self.embed, self.linears, self.norms, self.films, self.out)
+        latent = z[:, : self.config.latent_dim]
+        e = self.embed(c) if self.embed is not None else c
+        x = self._stack(latent, e, self.linears, self.norms, self.films, self.out)
+        if self.noise_log_sigma is not None:
+            x = x + torch.exp(self.noise_log_sigma(e)) * z[:, self.config.latent_dim :]
         if self.extra_out is not None:
+            e_extra = self.extra_embed(c) if self.extra_embed is not None else c
             extra = self._stack(
-                z, c, self.extra_embed, self.extra_linears, self.extra_norms, self.extra_films, self.extra_out
+                latent, e_extra, self.extra_linears, self.extra_norms, self.extra_films, self.extra_out
             )
             x = torch.cat([x, extra], dim=1)
         return torch.relu(x) if self.config.output_activation == "relu" else x
 
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A state dict saved without output noise -> one for this generator (the noise at its initial sigma)."""
+        if self.noise_log_sigma is None or "noise_log_sigma.weight" in state:
+            return state
+        return {**state, **{f"noise_log_sigma.{k}": v.detach().clone() for k, v in self.noise_log_sigma.state_dict().items()}}
+
     def _stack(
         self,
         z: torch.Tensor,
-        c: torch.Tensor,
-        embed: nn.Module | None,
+        e: torch.Tensor,
         linears: nn.ModuleList,
         norms: nn.ModuleList,
         films: nn.ModuleList | None,
         out: nn.Linear,
     ) -> torch.Tensor:
         """z -> [linear(h, e) -> norm -> FiLM(e) -> activation]* -> out(h, e), with e the (embedded) condition."""
-        e = embed(c) if embed is not None else c
         h = z
         for i, (linear, norm) in enumerate(zip(linears, norms, strict=True)):
             h = norm(linear(torch.cat([h, e], dim=1)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -36,11 +38,11 @@ def test_critic_grown_by_appended_features_scores_as_before(cond_embed):
     torch.manual_seed(0)
     old = MLPCritic(MLPCriticConfig(10, 1, 3, hidden=(8,), cond_embed=cond_embed))
     new = MLPCritic(MLPCriticConfig(10, 1, 5, hidden=(8,), cond_embed=cond_embed))
-    new.load_state_dict(new.grow_feature_inputs(old.state_dict()))
+    new.load_state_dict(new.adapt_state_dict(old.state_dict()))
     x, c, f = torch.randn(6, 10), torch.rand(6, 1), torch.randn(6, 3)
     torch.testing.assert_close(new(x, c, torch.cat([f, torch.randn(6, 2)], 1)), old(x, c, f))
     with pytest.raises(ValueError, match="appended physics features"):
-        old.grow_feature_inputs(new.state_dict())
+        old.adapt_state_dict(new.state_dict())
 
 
 def test_generator_outputs_are_non_negative_physical_energies():
@@ -135,6 +137,8 @@ def test_critic_condition_embedding_changes_only_the_condition_inputs():
         {"head_outputs": 1, "head_hidden": (8,), "output_activation": "none"},  # v1.1.0
         {"head_outputs": 1, "head_hidden": (8, 8), "cond_embed": 4, "output_activation": "none"},  # v1.2.0
         {"cond_embed": 4, "layer_norm": False},
+        {"head_outputs": 1, "head_hidden": (8,), "cond_embed": 4, "output_noise": 0.1},  # v1.5.0
+        {"output_noise": 0.3},
     ],
 )
 def test_sampling_form_computes_the_same_function(kwargs):
@@ -144,9 +148,39 @@ def test_sampling_form_computes_the_same_function(kwargs):
     with torch.no_grad():  # move every parameter off its initial value (FiLM starts at zero, LayerNorm at 1/0)
         for p in gen.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    z = torch.randn(64, 8)
+    z = torch.randn(64, gen.noise_dim)
     for c in (torch.rand(64, 1), torch.full((64, 1), 0.7)):  # per-sample conditions; one for all (broadcast)
         with torch.inference_mode():
             expected, got = gen(z, c), gen.for_sampling()(z, c)
         assert got.shape == expected.shape and got.is_contiguous()
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_output_noise_reaches_outputs_below_zero_for_every_latent():
+    """A switched-off output (pre-activation < 0 for every z) gets a gradient only through the noise."""
+    torch.manual_seed(0)
+    for sigma, expect_grad in ((0.0, False), (0.5, True)):
+        gen = MLPGenerator(MLPGeneratorConfig(6, 1, latent_dim=4, hidden=(8,), output_noise=sigma))
+        with torch.no_grad():
+            gen.out.weight.zero_()
+            gen.out.bias.fill_(-0.3)  # every output switched off, whatever z
+        z = torch.randn(512, gen.noise_dim)
+        assert gen.noise_dim == 4 + (6 if sigma else 0)
+        gen(z, torch.rand(512, 1)).sum().backward()
+        assert bool(gen.out.bias.grad.abs().gt(0).all()) is expect_grad
+
+
+def test_output_noise_is_conditioned_and_added_to_old_weights_at_its_initial_sigma():
+    torch.manual_seed(0)
+    old = MLPGenerator(MLPGeneratorConfig(6, 1, latent_dim=4, hidden=(8,), cond_embed=3))
+    new = MLPGenerator(MLPGeneratorConfig(6, 1, latent_dim=4, hidden=(8,), cond_embed=3, output_noise=0.2))
+    new.load_state_dict(new.adapt_state_dict(old.state_dict()))
+    assert [n for n, _ in new.named_parameters()][: len(list(old.parameters()))] == [
+        n for n, _ in old.named_parameters()
+    ], "noise parameters come last: optimizer state indices of the old ones are kept"
+    c = torch.rand(32, 1)
+    z = torch.randn(32, new.noise_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(new.noise_log_sigma(new.embed(c)), torch.full((32, 6), math.log(0.2)))
+        without_noise = new(torch.cat([z[:, :4], torch.zeros(32, 6)], 1), c)
+        torch.testing.assert_close(without_noise, old(z[:, :4], c))

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from emulator.conditions import parse_conditions
 from emulator.domains import get_domain
+from emulator.sampler import Sampler
 from emulator.train import (
     ConfigError,
     TrainConfig,
@@ -146,6 +147,23 @@ def test_warm_start_continues_like_resume_and_grows_new_critic_features(tiny_dat
     at = 507 + n_old  # the new column sits after the old features, before the condition inputs
     assert first["optim_d.0.exp_avg"].shape == w.shape  # Adam moments grew too (no embedding: param 0)
     assert not torch.equal(w[:, at], torch.zeros_like(w[:, at])), "the new feature's weights train from zero"
+
+
+def test_warm_start_adds_output_noise_that_trains(tiny_data, tmp_path):
+    """A run warm-started with g_output_noise gets the noise at its initial sigma, with fresh Adam moments."""
+    train_func(tiny_config(tiny_data, tmp_path / "b", steps=2))
+    start = tmp_path / "b" / "run" / "checkpoints" / "step-00000002"
+    cfg = tiny_config(tiny_data, tmp_path / "n", steps=4, init_from=str(start), g_output_noise=0.1)
+    train_func(cfg)
+    t = load_file(str(tmp_path / "n" / "run" / "checkpoints" / "step-00000004" / "tensors.safetensors"))
+    bias = t["generator.noise_log_sigma.bias"]
+    assert not torch.allclose(bias, torch.full_like(bias, float(np.log(0.1)))), "sigma trains"
+    n_params = sum(1 for k in t if k.startswith("generator."))
+    assert t[f"optim_g.{n_params - 1}.exp_avg"].shape == bias.shape, "the new parameters have Adam moments"
+    sampler = Sampler.from_dir(tmp_path / "n" / "model", device="cpu")
+    assert sampler.noise_dim == 8 + 508, "latent + one noise value per output (507 + the response: no head here)"
+    block = sampler.generate(100, parse_conditions(sampler.domain, {"energy": 10.0}, 100), seed=1)
+    assert np.isfinite(block.samples).all() and (block.samples >= 0).all()
 
 
 def test_warm_start_from_a_missing_checkpoint_is_a_clear_error(tiny_data, tmp_path):
