@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emulator.models.mlp_generator import NOISE_SIGMA_GAIN
+
 __all__ = ["FusedMLPGenerator"]
 
 
@@ -125,8 +127,10 @@ class FusedMLPGenerator(nn.Module):
         self.relu = cfg.output_activation == "relu"
         self.latent_dim = cfg.latent_dim
         self.noise_dim = g.noise_dim
-        sigma = g.noise_log_sigma
-        self.noise_log_sigma = (sigma.weight.detach().t().contiguous(), sigma.bias.detach()) if sigma is not None else None
+        sigma, gain = g.noise_log_sigma, NOISE_SIGMA_GAIN
+        self.noise_log_sigma = (
+            ((gain * sigma.weight.detach()).t().contiguous(), gain * sigma.bias.detach()) if sigma is not None else None
+        )
 
     @torch.inference_mode()
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

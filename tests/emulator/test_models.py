@@ -10,6 +10,7 @@ from torch import nn
 
 from emulator.domains import get_domain
 from emulator.models import MLPCritic, MLPCriticConfig, MLPGenerator, MLPGeneratorConfig, build_model
+from emulator.models.mlp_generator import NOISE_SIGMA_GAIN
 
 
 def test_critic_has_no_batch_norm():
@@ -181,6 +182,6 @@ def test_output_noise_is_conditioned_and_added_to_old_weights_at_its_initial_sig
     c = torch.rand(32, 1)
     z = torch.randn(32, new.noise_dim)
     with torch.no_grad():
-        torch.testing.assert_close(new.noise_log_sigma(new.embed(c)), torch.full((32, 6), math.log(0.2)))
+        torch.testing.assert_close(NOISE_SIGMA_GAIN * new.noise_log_sigma(new.embed(c)), torch.full((32, 6), math.log(0.2)))
         without_noise = new(torch.cat([z[:, :4], torch.zeros(32, 6)], 1), c)
         torch.testing.assert_close(without_noise, old(z[:, :4], c))

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from emulator.conditions import parse_conditions
 from emulator.domains import get_domain
+from emulator.models.mlp_generator import NOISE_SIGMA_GAIN
 from emulator.sampler import Sampler
 from emulator.train import (
     ConfigError,
@@ -157,7 +158,7 @@ def test_warm_start_adds_output_noise_that_trains(tiny_data, tmp_path):
     train_func(cfg)
     t = load_file(str(tmp_path / "n" / "run" / "checkpoints" / "step-00000004" / "tensors.safetensors"))
     bias = t["generator.noise_log_sigma.bias"]
-    assert not torch.allclose(bias, torch.full_like(bias, float(np.log(0.1)))), "sigma trains"
+    assert not torch.allclose(bias, torch.full_like(bias, float(np.log(0.1)) / NOISE_SIGMA_GAIN)), "sigma trains"
     n_params = sum(1 for k in t if k.startswith("generator."))
     assert t[f"optim_g.{n_params - 1}.exp_avg"].shape == bias.shape, "the new parameters have Adam moments"
     sampler = Sampler.from_dir(tmp_path / "n" / "model", device="cpu")
@@ -189,8 +190,6 @@ def test_missing_data_is_a_clear_error(tmp_path):
 
 
 def test_separate_response_head_trains_exports_and_samples(tiny_data, tmp_path):
-    from emulator.sampler import Sampler
-
     train_func(tiny_config(tiny_data, tmp_path, g_head_hidden=[8], energy_weight=1.0))
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["model_args"]["head_outputs"] == 1 and config["model_args"]["head_hidden"] == [8]
