@@ -467,14 +467,15 @@ def _write_loss_curve(metrics_path: Path, png: Path) -> None:
 
 
 def _adapt_tensors(
-    module: nn.Module, prefix: str, optim_prefix: str, tensors: dict[str, torch.Tensor]
+    module: nn.Module, prefix: str, optim_prefix: str | None, tensors: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
     """Checkpoint tensors of an older form of ``module`` (saved under ``prefix.``) -> ones that load.
 
     The module's ``adapt_state_dict`` says how (critic: zero input weights for physics features
     appended since; generator: output noise added since, at its initial sigma); a module without
     it must match. The Adam moments "<optim_prefix>.<param index>.<name>" of a reshaped weight go
-    through the same map; a new parameter, registered last, starts with fresh moments.
+    through the same map (``optim_prefix`` None: weights only, as for the EMA copy); a new
+    parameter, registered last, starts with fresh moments.
     """
     adapt = getattr(module, "adapt_state_dict", None)
     if adapt is None:
@@ -484,7 +485,7 @@ def _adapt_tensors(
     changed = {name for name, w in adapted.items() if name not in weights or w.shape != weights[name].shape}
     out = {**tensors, **{f"{prefix}.{name}": adapted[name] for name in changed}}
     names = [n for n, _ in module.named_parameters()]
-    for key, val in tensors.items():
+    for key, val in tensors.items() if optim_prefix else ():
         if key.startswith(optim_prefix + ".") and val.ndim:
             name = names[int(key.split(".")[1])]
             if name in changed and name in weights:
@@ -567,9 +568,8 @@ def train_func(
     if ckpt is not None:
         tensors, state = load_checkpoint(ckpt, device="cpu")
         if warm_start:  # architecture grown since the checkpoint: adapt weights and optimizer state
-            tensors = _adapt_tensors(critic, "critic", "optim_d", tensors)
-            for prefix in ("generator", "ema"):
-                tensors = _adapt_tensors(gen, prefix, "optim_g", tensors)
+            for module, prefix, optim_prefix in ((critic, "critic", "optim_d"), (gen, "generator", "optim_g"), (gen, "ema", None)):
+                tensors = _adapt_tensors(module, prefix, optim_prefix, tensors)
             state = {
                 **state,
                 "optim_g": _adapt_optimizer_meta(state["optim_g"], gan.opt_g),

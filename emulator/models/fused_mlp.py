@@ -126,7 +126,6 @@ class FusedMLPGenerator(nn.Module):
         )
         self.relu = cfg.output_activation == "relu"
         self.latent_dim = cfg.latent_dim
-        self.noise_dim = g.noise_dim
         sigma, gain = g.noise_log_sigma, NOISE_SIGMA_GAIN
         self.noise_log_sigma = (
             ((gain * sigma.weight.detach()).t().contiguous(), gain * sigma.bias.detach()) if sigma is not None else None
