@@ -1,11 +1,14 @@
 """Fast, reproducible batched generation from a shipped model directory.
 
 Generation runs in fixed blocks of ``BLOCK_SIZE`` samples. Block b draws its conditions
-from ``numpy.random.default_rng([seed, b])`` and its latent noise from a CPU
-``torch.Generator`` seeded from ``(seed, b)``, so a block's output depends only on
+from ``numpy.random.default_rng([seed, b])`` and its latent noise from a ``torch.Generator``
+on the sampling device seeded from ``(seed, b)``, so a block's output depends only on
 (model, conditions, seed, b): the same bytes whatever the transport chunking, the number
-of workers sharing the blocks, or where a resumed run restarts. (Bytes are identical on
-one device type and thread setting; CPU and GPU arithmetic may differ in the last bits.)
+of workers sharing the blocks, or where a resumed run restarts. Bytes are identical on one
+device type and thread setting. CPU and CUDA draw different noise streams (torch's CPU and
+CUDA generators differ), so the same seed gives the same conditions but other showers on a
+GPU: drawn on the CPU, the noise alone would cap a GPU at what one CPU core draws (the calo
+models' 635 values per shower: ~20M showers/min on the development CPU).
 
 Speed: one matrix-multiply chain per block under ``torch.inference_mode`` in float32, no
 per-sample Python, and ``generate`` writes every block straight into one preallocated array.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +89,7 @@ class Sampler:
         self.name = name
         self.device = device
         self.noise_dim = int(generator.noise_dim)
+        self._local = threading.local()  # per-thread noise buffers: the service shares one Sampler
 
     @classmethod
     def from_dir(cls, path: str | Path, device: str = "auto") -> Sampler:
@@ -100,24 +105,36 @@ class Sampler:
         """Number of blocks an ``n``-sample run is split into."""
         return math.ceil(n / BLOCK_SIZE)
 
+    def _noise(self, rows: int, g: torch.Generator) -> torch.Tensor:
+        """(rows, noise_dim) N(0, 1) from ``g``, in a per-thread buffer reused across blocks.
+
+        The same values as ``torch.randn(rows, noise_dim, generator=g)`` without a fresh 20 MB
+        tensor per calo block (its page faults cost ~10 % of the ~30 ms draw). Inference mode only.
+        """
+        buf = getattr(self._local, "noise", None)
+        if buf is None:
+            buf = self._local.noise = torch.empty(BLOCK_SIZE, self.noise_dim)
+        return buf[:rows].normal_(generator=g)
+
     @torch.inference_mode()
     def _block_tensors(
         self, b: int, n: int, conditions: ConditionSpec, seed: int
     ) -> tuple[np.ndarray, torch.Tensor]:
         start, stop = b * BLOCK_SIZE, min(n, (b + 1) * BLOCK_SIZE)
         cond = conditions.draw(start, stop, np.random.default_rng([seed, b]))
-        g = torch.Generator(device="cpu").manual_seed(block_seed(seed, b))
-        z = torch.randn(stop - start, self.noise_dim, generator=g).to(self.device)
         cond_t = torch.from_numpy(cond).to(self.device)
         features = self.domain.condition_features(cond_t)
-        if self.device.type == "cpu":  # fixed slices, so the bytes do not depend on anything but the block
-            x = torch.cat([
-                self.forward(z[i : i + CPU_FORWARD_ROWS], features[i : i + CPU_FORWARD_ROWS])
-                for i in range(0, stop - start, CPU_FORWARD_ROWS)
-            ])  # fmt: skip
-        else:
-            x = self.forward(z, features)
-        samples = decode_samples(self.domain, x, cond_t)
+        g = torch.Generator(device=self.device).manual_seed(block_seed(seed, b))
+        if self.device.type != "cpu":  # noise drawn where it is used (module docstring)
+            z = torch.randn(stop - start, self.noise_dim, generator=g, device=self.device)
+            return cond, decode_samples(self.domain, self.forward(z, features), cond_t)
+        z = self._noise(stop - start, g)
+        # fixed slices, so the bytes depend on nothing but the block; each slice is decoded while
+        # its activations are in cache (decoding whole blocks was 12 % of the CPU time)
+        samples = torch.empty(stop - start, *self.domain.sample_shape)
+        for i in range(0, stop - start, CPU_FORWARD_ROWS):
+            rows = slice(i, i + CPU_FORWARD_ROWS)
+            samples[rows] = decode_samples(self.domain, self.forward(z[rows], features[rows]), cond_t[rows])
         return cond, samples
 
     def _check(self, n: int, conditions: ConditionSpec, start_block: int, stop_block: int | None) -> int:

@@ -184,9 +184,23 @@ class CaloDomain:
     @torch.inference_mode()
     def decode(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Raw generator output (B, 508) -> MeV (B, 507): ``from_network(network_output(raw))``
-        without the log1p/expm1 round trip, which was a third of the CPU sampling time."""
+        up to float rounding, in six in-place passes over one buffer.
+
+        Sampling spends its time here after the matmuls; the round trip through log1p/expm1
+        was a third of it, the ten allocating passes of ``_fractions`` half of the rest.
+        """
+        raw = raw.float()
+        e_mev = 1000.0 * conditions[:, :1].to(raw)
+        out = raw[:, : N_CELLS + N_LAYERS].clamp(0.0, X_MAX).expm1_()  # in units of SCALE E
+        cells, overflow = out[:, :N_CELLS], out[:, N_CELLS:]
+        response = F.softplus(raw[:, N_CELLS + N_LAYERS :] + _RESPONSE_OFFSET)
+        cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12 / SCALE))
+        cells.masked_fill_(cells < READOUT_THRESHOLD_MEV, 0.0)
+        overflow.mul_(SCALE * e_mev)
         cap = math.expm1(X_MAX) * SCALE  # from_network's cap: one value holds at most 1.5 E
-        return self._fractions(raw, conditions).clamp_(max=cap).mul_(1000.0 * conditions[:, :1].float())
+        if bool((response > cap).any()):  # only then can a cell exceed it (overflow cannot)
+            torch.minimum(cells, cap * e_mev, out=cells)
+        return out
 
     def condition_features(self, conditions: torch.Tensor) -> torch.Tensor:
         """Energy in GeV (B, 1) -> log10(E) / 2 (1-100 GeV -> 0-1)."""

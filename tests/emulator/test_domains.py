@@ -204,4 +204,9 @@ def test_calo_fused_decode_matches_network_output_then_from_network():
     fused = calo.decode(raw.clone(), e)
     torch.testing.assert_close(fused, expected, rtol=1e-4, atol=1e-6)
     assert (fused[:, :504] == 0).sum() == (expected[:, :504] == 0).sum()  # same cells under threshold
+    raw[:, :504] = -10.0
+    raw[:, 7], raw[:, -1] = 1.0, 4.0  # one lit cell, response softplus(4 + 0.54) = 4.5 E: capped at 1.5 E
+    capped = calo.decode(raw.clone(), e)
+    torch.testing.assert_close(capped, calo.from_network(calo.network_output(raw, e), e), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(capped[:, 7], 1.5 * 1000.0 * e[:, 0])
 
