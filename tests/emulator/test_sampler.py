@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import torch
 
 from emulator.conditions import parse_conditions
 from emulator.sampler import BLOCK_SIZE, Sampler, block_seed
@@ -70,15 +69,6 @@ def test_argument_errors(sampler):
 def test_zero_samples(sampler):
     out = sampler.generate(0, spec(sampler, 0), seed=0)
     assert out.samples.shape == (0, 507)
-
-
-def test_cpu_noise_is_torch_randn_of_the_block_seed(sampler):
-    """The reused noise buffer keeps the documented stream: full and partial blocks."""
-    for rows in (BLOCK_SIZE, 100):
-        expected = torch.randn(rows, sampler.noise_dim, generator=torch.Generator().manual_seed(block_seed(5, 2)))
-        with torch.inference_mode():  # where the sampler draws
-            got = sampler._noise(rows, torch.Generator().manual_seed(block_seed(5, 2)))
-        assert torch.equal(got, expected)
 
 
 def test_threads_sharing_a_sampler_get_their_own_bytes(sampler):
