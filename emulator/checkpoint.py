@@ -153,7 +153,7 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> Load
             f"{path}: config format_version {config.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
     try:
-        domain = get_domain(config["domain"])
+        domain = get_domain(config["domain"], (config.get("preprocessing") or {}).get("name"))
         generator = build_model(config["model_class"], config["model_args"])
     except KeyError as exc:
         raise InvalidModelDir(f"{path / CONFIG_FILE}: {exc}") from None

@@ -77,6 +77,7 @@ class TrainConfig:
 
     # -- what to train -------------------------------------------------------------------------
     domain: str = "calo"  # registered domain name
+    preprocessing: str = ""  # the domain's preprocessing variant (calo: log1p_fraction, log1p_threshold); "": its default
     particle: str = ""  # calo: particle of the training data (e+, gamma, pi+); recorded in the card
     data: str = ""  # training file (calo: CaloGAN HDF5 from `emulator simulate`)
     out: str = ""  # model directory the best EMA generator is exported to
@@ -536,7 +537,10 @@ def train_func(
         raise ConfigError(f"batch_size={cfg.batch_size} must be a multiple of the {world_size} workers")
     main = rank == 0  # only rank 0 validates, exports and writes logs and checkpoints
     rank_batch = cfg.batch_size // world_size
-    domain = get_domain(cfg.domain)
+    try:
+        domain = get_domain(cfg.domain, cfg.preprocessing or None)
+    except ValueError as exc:
+        raise ConfigError(f"preprocessing={cfg.preprocessing!r}: {exc}") from None
     device = resolve_device(cfg.device)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -51,12 +51,21 @@ def unregister_domain(name: str) -> None:
     _DOMAINS.pop(name, None)
 
 
-def get_domain(name: str) -> Domain:
-    """The registered domain called ``name``; KeyError lists the available ones."""
+def get_domain(name: str, preprocessing: str | None = None) -> Domain:
+    """The registered domain called ``name``; KeyError lists the available ones.
+
+    ``preprocessing`` names one of the domain's preprocessing variants (``with_preprocessing``);
+    None or the registered domain's own gives the registered domain. ValueError if it has no such variant.
+    """
     try:
-        return _DOMAINS[name]
+        domain = _DOMAINS[name]
     except KeyError:
         raise KeyError(f"unknown domain {name!r}; available: {', '.join(available_domains())}") from None
+    if preprocessing is None or preprocessing == getattr(domain, "preprocessing", {}).get("name"):
+        return domain
+    if not hasattr(domain, "with_preprocessing"):
+        raise ValueError(f"domain {name!r} has no preprocessing variant {preprocessing!r}")
+    return domain.with_preprocessing(preprocessing)
 
 
 def available_domains() -> list[str]:

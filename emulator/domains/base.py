@@ -23,7 +23,11 @@ Optional extras a domain may define (the trainer uses them when present):
 * ``decode(raw, conditions) -> physical``: ``from_network(network_sample(raw))`` fused, for
   sampling speed (no autograd); ``decode_samples`` uses it when present.
 * ``quick_val_observables: tuple[str, ...]``: the observables used for checkpoint selection.
-* ``preprocessing: dict``: a JSON description of the transform, saved in ``config.json``.
+* ``preprocessing: dict``: a JSON description of the transform, saved in ``config.json``; its
+  ``"name"`` identifies the variant.
+* ``with_preprocessing(name) -> Domain``: the same domain with another named preprocessing
+  variant (ValueError for an unknown one). Training selects one by name (``preprocessing`` in the
+  config) and loading a model picks the one recorded in its ``config.json``, via ``get_domain``.
 """
 
 from __future__ import annotations

@@ -26,6 +26,16 @@ threshold (``READOUT_THRESHOLD_MEV``, as in the simulator) are zeroed. The total
 is thus one explicit number per shower instead of the sum of 504 noisy outputs, which is
 what lets the energy resolution (0.3 % at 100 GeV for e+) be learned at all.
 
+A second variant, ``log1p_threshold`` (``CaloDomain("log1p_threshold")``, chosen by a
+training config's ``preprocessing``), measures every value in units of the readout
+threshold instead, ``x = log(1 + v / T)`` with T = ``READOUT_THRESHOLD_MEV``: a lit cell is
+then always at x >= ln 2 and an empty one at 0, at any incident energy. With the fraction
+units the threshold sits at x = log(1 + 0.15 / E_GeV), 0.07 at 2 GeV but 0.002 at 80 GeV, so
+at high energy the faint lit cells crowd against the ReLU's zero and the generator's count of
+lit cells drifts with energy (what the classifiers separate on). The per-value cap of 1.5 E
+is then applied after scaling. A model records its variant in ``config.json``; loading picks
+the same one (``get_domain(name, preprocessing)``).
+
 Condition features: log10(E / 1 GeV) / 2, which maps 1-100 GeV onto [0, 1].
 """
 
@@ -33,7 +43,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -43,13 +52,18 @@ from emulator.domains.base import Condition, SampleWriter
 from physics_data.calo.geometry import LAYERS, N_CELLS, N_LAYERS, READOUT_THRESHOLD_MEV, layer_slices
 from physics_data.calo.observables import compute_observables
 
-__all__ = ["SCALE", "X_MAX", "CaloDomain", "CaloWriter"]
+__all__ = ["SCALE", "UNITS", "X_MAX", "CaloDomain", "CaloWriter"]
 
 SCALE = 1e-4
 """Fraction of the incident energy that is one unit before the log (see module docstring)."""
 
 X_MAX = math.log1p(1.5 / SCALE)
 """Network-space cap: one value can hold at most 1.5 x the incident energy."""
+
+UNITS = ("log1p_fraction", "log1p_threshold")
+"""Preprocessing variants: values in units of SCALE x E_inc (the default) or of the readout threshold."""
+
+_THRESHOLD_X_CAP = math.log1p(1.5e7 / READOUT_THRESHOLD_MEV)  # 1.5 x 10 TeV: finite for any extrapolation
 
 _RESPONSE_OFFSET = math.log(math.e - 1.0)  # softplus(0 + offset) = 1: the response starts at 1
 
@@ -125,21 +139,39 @@ class CaloDomain:
         "response", "f_0", "f_1", "f_2", "shower_depth", "sigma_0", "sigma_1", "sparsity_1", "sparsity_2",
         "E_ratio_0", "E_ratio_1",
     )  # fmt: skip  # the best-checkpoint choice; E_ratio, sigma_0, sparsity_2: what the 1.3 classifiers used most
-    preprocessing: ClassVar[dict] = {
-        "name": "log1p_fraction",
-        "formula": "x = log(1 + v / (1000 * E_GeV * scale)); v = 1000 * E_GeV * scale * expm1(clamp(x, 0, x_max))",
-        "scale": SCALE,
-        "x_max": X_MAX,
-        "condition_features": "log10(E_GeV) / 2",
-        "generator_output": "relu(raw[:507]); cells rescaled to sum softplus(raw[507] + ln(e-1)) * E; "
-        "cells below the readout threshold zeroed",
-        "readout_threshold_mev": READOUT_THRESHOLD_MEV,
-    }
     critic_feature_dim = 31
     generator_extra_outputs = 1  # the response R (see network_output)
 
-    def __init__(self) -> None:
+    def __init__(self, preprocessing: str = UNITS[0]) -> None:
+        if preprocessing not in UNITS:
+            raise ValueError(f"unknown calo preprocessing {preprocessing!r}; choose one of {', '.join(UNITS)}")
+        self._threshold_units = preprocessing == "log1p_threshold"
+        # network values are clamped to [0, x_cap] before expm1; with fraction units x_cap is the 1.5 E cap itself
+        self._x_cap = _THRESHOLD_X_CAP if self._threshold_units else X_MAX
+        # the largest value as a fraction of E_inc (1.5, up to rounding with fraction units)
+        self._value_cap = 1.5 if self._threshold_units else math.expm1(X_MAX) * SCALE
+        self.preprocessing: dict = {
+            "name": preprocessing,
+            "formula": "x = log(1 + v / (1000 * E_GeV * scale)); v = 1000 * E_GeV * scale * expm1(clamp(x, 0, x_max))",
+            "scale": SCALE,
+            "x_max": X_MAX,
+            "condition_features": "log10(E_GeV) / 2",
+            "generator_output": "relu(raw[:507]); cells rescaled to sum softplus(raw[507] + ln(e-1)) * E; "
+            "cells below the readout threshold zeroed",
+            "readout_threshold_mev": READOUT_THRESHOLD_MEV,
+        }
+        if self._threshold_units:
+            del self.preprocessing["scale"]
+            self.preprocessing.update(
+                formula="x = log(1 + v / readout_threshold_mev); "
+                "v = min(readout_threshold_mev * expm1(clamp(x, 0, x_max)), 1.5 * 1000 * E_GeV)",
+                x_max=self._x_cap,
+            )
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def with_preprocessing(self, name: str) -> CaloDomain:
+        """This domain with the preprocessing variant ``name`` (one of ``UNITS``)."""
+        return CaloDomain(name)
 
     def _matrices_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = str(device)
@@ -148,28 +180,33 @@ class CaloDomain:
         return self._matrices[key]
 
     # -- transforms ---------------------------------------------------------------------------
-    @staticmethod
-    def _unit_mev(conditions: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """1000 E s per sample, (B, 1), in the dtype/device of ``like``."""
-        return (conditions[:, :1] * (1000.0 * SCALE)).to(dtype=like.dtype, device=like.device)
+    def _unit_fraction(self, conditions: torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+        """One network unit as a fraction of E_inc: SCALE, or T / (1000 E) per sample (B, 1)."""
+        if not self._threshold_units:
+            return SCALE
+        return READOUT_THRESHOLD_MEV / (1000.0 * conditions[:, :1].to(dtype=like.dtype, device=like.device))
 
     def to_network(self, samples: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """MeV values (B, 507) -> x = log1p(v / (1000 E s)); exact inverse of ``from_network`` for v >= 0."""
-        return torch.log1p(samples / self._unit_mev(conditions, samples))
+        """MeV values (B, 507) -> x = log1p(v / u); exact inverse of ``from_network`` for 0 <= v <= 1.5 E."""
+        e_mev = 1000.0 * conditions[:, :1].to(dtype=samples.dtype, device=samples.device)
+        return torch.log1p(samples / (self._unit_fraction(conditions, samples) * e_mev))
 
     def from_network(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Network values (B, 507) -> MeV, non-negative and finite by construction."""
-        return torch.expm1(x.clamp(0.0, X_MAX)) * self._unit_mev(conditions, x)
+        """Network values (B, 507) -> MeV, non-negative, finite and at most 1.5 E_inc by construction."""
+        e_mev = 1000.0 * conditions[:, :1].to(dtype=x.dtype, device=x.device)
+        v = torch.expm1(x.clamp(0.0, self._x_cap)) * (self._unit_fraction(conditions, x) * e_mev)
+        return torch.minimum(v, 1.5 * e_mev) if self._threshold_units else v  # fraction units: the clamp caps
 
-    @staticmethod
-    def _fractions(raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    def _fractions(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Raw generator output (B, 508) -> the 507 values as fractions of E_inc, in float32.
 
         ReLU on the 507 values, the 504 cells rescaled to sum to the response given by the
         last raw value, then the readout threshold (see the module docstring).
         """
         raw = raw.float()
-        frac = torch.expm1(raw[:, : N_CELLS + N_LAYERS].clamp(0.0, X_MAX)) * SCALE
+        frac = torch.expm1(raw[:, : N_CELLS + N_LAYERS].clamp(0.0, self._x_cap)) * self._unit_fraction(conditions, raw)
+        if self._threshold_units:
+            frac = frac.clamp_max(self._value_cap)
         cells, overflow = frac[:, :N_CELLS], frac[:, N_CELLS:]
         response = F.softplus(raw[:, N_CELLS + N_LAYERS :] + _RESPONSE_OFFSET)
         cells = cells * (response / (cells.sum(dim=1, keepdim=True) + 1e-12))
@@ -179,7 +216,7 @@ class CaloDomain:
 
     def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Raw generator output (B, 508) -> network-space showers (B, 507), differentiable."""
-        return torch.log1p(self._fractions(raw, conditions) / SCALE)
+        return torch.log1p(self._fractions(raw, conditions) / self._unit_fraction(conditions, raw.float()))
 
     @torch.inference_mode()
     def decode(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
@@ -191,15 +228,17 @@ class CaloDomain:
         """
         raw = raw.float()
         e_mev = 1000.0 * conditions[:, :1].to(raw)
-        out = raw[:, : N_CELLS + N_LAYERS].clamp(0.0, X_MAX).expm1_()  # in units of SCALE E
+        unit = self._unit_fraction(conditions, raw)
+        out = raw[:, : N_CELLS + N_LAYERS].clamp(0.0, self._x_cap).expm1_()  # in units of unit x E
         cells, overflow = out[:, :N_CELLS], out[:, N_CELLS:]
         response = F.softplus(raw[:, N_CELLS + N_LAYERS :] + _RESPONSE_OFFSET)
-        cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12 / SCALE))
+        cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12 / unit))
         cells.masked_fill_(cells < READOUT_THRESHOLD_MEV, 0.0)
-        overflow.mul_(SCALE * e_mev)
-        cap = math.expm1(X_MAX) * SCALE  # from_network's cap: one value holds at most 1.5 E
-        if bool((response > cap).any()):  # only then can a cell exceed it (overflow cannot)
-            torch.minimum(cells, cap * e_mev, out=cells)
+        overflow.mul_(unit * e_mev)
+        if self._threshold_units:  # the clamp above does not bound an overflow value by 1.5 E here
+            torch.minimum(overflow, self._value_cap * e_mev, out=overflow)
+        if bool((response > self._value_cap).any()):  # only then can a cell exceed 1.5 E
+            torch.minimum(cells, self._value_cap * e_mev, out=cells)
         return out
 
     def condition_features(self, conditions: torch.Tensor) -> torch.Tensor:
@@ -209,8 +248,8 @@ class CaloDomain:
     # -- training extras ----------------------------------------------------------------------
     def energy_response(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """E_tot / E_inc per sample (overflow excluded), differentiable in network space."""
-        frac = torch.expm1(x[:, :N_CELLS].float().clamp(0.0, X_MAX)) * SCALE
-        return frac.sum(dim=1)
+        xf = x[:, :N_CELLS].float()
+        return (torch.expm1(xf.clamp(0.0, self._x_cap)) * self._unit_fraction(conditions, xf)).sum(dim=1)
 
     def critic_features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """31 differentiable shower summaries of network-space ``x`` (B, 507), all O(1), in float32.
@@ -227,7 +266,7 @@ class CaloDomain:
         """
         m, lmean = self._matrices_on(x.device)
         xf = x.float().reshape(x.shape[0], -1)
-        frac = torch.expm1(xf.clamp(0.0, X_MAX)) * SCALE  # fractions of E_inc
+        frac = torch.expm1(xf.clamp(0.0, self._x_cap)) * self._unit_fraction(conditions, xf)  # fractions of E_inc
         lin = frac @ m  # (B, 16)
         e_layers = lin[:, :3]
         moments = lin[:, 3:15].reshape(-1, 3, 2, 2)  # layer, axis, (first, second)

@@ -10,14 +10,15 @@ import torch
 
 from emulator.conditions import parse_conditions
 from emulator.domains import Condition, available_domains, get_domain, register_domain, unregister_domain
-from emulator.domains.calo import SCALE, X_MAX
+from emulator.domains.calo import SCALE, UNITS, X_MAX
 from emulator.sampler import Sampler
 from emulator.train import train_func
 
 
-@pytest.fixture
-def calo():
-    return get_domain("calo")
+@pytest.fixture(params=UNITS)
+def calo(request):
+    """The calo domain with each preprocessing variant."""
+    return get_domain("calo", request.param)
 
 
 def _random_showers(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,12 +48,25 @@ def test_preprocessing_is_exactly_invertible(calo, dtype, rtol):
 
 
 def test_to_network_formula(calo):
+    from physics_data.calo.geometry import READOUT_THRESHOLD_MEV
+
     e = torch.tensor([[50.0]], dtype=torch.float64)
     v = torch.zeros(1, 507, dtype=torch.float64)
     v[0, 300] = 0.25 * 50_000.0  # a quarter of the incident energy
+    v[0, 301] = READOUT_THRESHOLD_MEV
     x = calo.to_network(v, e)
-    assert x[0, 300].item() == pytest.approx(np.log1p(0.25 / SCALE))
+    if calo.preprocessing["name"] == "log1p_fraction":
+        assert x[0, 300].item() == pytest.approx(np.log1p(0.25 / SCALE))
+    else:  # in units of the readout threshold: a cell at threshold is at ln 2 at any energy
+        assert x[0, 300].item() == pytest.approx(np.log1p(12_500.0 / READOUT_THRESHOLD_MEV))
+        assert x[0, 301].item() == pytest.approx(np.log(2.0))
     assert (x[0, :300] == 0).all()
+
+
+def test_unknown_preprocessing_variant_is_refused():
+    with pytest.raises(ValueError, match="log1p_threshold"):
+        get_domain("calo", "log1p_nope")
+    assert get_domain("calo", "log1p_fraction") is get_domain("calo")  # the default is the registered one
 
 
 def test_from_network_is_physical_for_any_output(calo):
@@ -61,7 +75,7 @@ def test_from_network_is_physical_for_any_output(calo):
     v = calo.from_network(x, e)
     assert torch.isfinite(v).all() and (v >= 0).all()
     assert (v[x <= 0] == 0).all()
-    assert v.max() <= 1.5 * 1000 * e.max() * 1.0001  # capped at X_MAX: 1.5 x E_inc per value
+    assert (v <= 1.5 * 1000 * e * 1.0001).all()  # capped: at most 1.5 x E_inc per value
     assert X_MAX == pytest.approx(np.log1p(1.5 / SCALE))
 
 
@@ -194,8 +208,7 @@ def test_toy_domain_trains_and_samples_with_the_same_code(toy_domain, tmp_path: 
     assert (out.samples < 0).any(), "the toy generator has no ReLU output: values can be negative"
 
 
-def test_calo_fused_decode_matches_network_output_then_from_network():
-    calo = get_domain("calo")
+def test_calo_fused_decode_matches_network_output_then_from_network(calo):
     torch.manual_seed(0)
     raw = torch.randn(256, 508) * 3.0
     raw[:, -1] = torch.randn(256) * 0.5
@@ -209,4 +222,8 @@ def test_calo_fused_decode_matches_network_output_then_from_network():
     capped = calo.decode(raw.clone(), e)
     torch.testing.assert_close(capped, calo.from_network(calo.network_output(raw, e), e), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(capped[:, 7], 1.5 * 1000.0 * e[:, 0])
+    raw[:, 505] = 40.0  # a huge overflow value: capped at 1.5 E too
+    capped = calo.decode(raw.clone(), e)
+    torch.testing.assert_close(capped, calo.from_network(calo.network_output(raw, e), e), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(capped[:, 505], 1.5 * 1000.0 * e[:, 0])
 

@@ -196,3 +196,16 @@ def test_separate_response_head_trains_exports_and_samples(tiny_data, tmp_path):
     sampler = Sampler.from_dir(tmp_path / "model", device="cpu")
     block = sampler.generate(50, parse_conditions(sampler.domain, 10.0, 50), seed=0)
     assert block.samples.shape == (50, 507) and (block.samples >= 0).all()
+
+
+def test_preprocessing_variant_trains_exports_and_loads_with_it(tiny_data, tmp_path):
+    train_func(tiny_config(tiny_data, tmp_path, preprocessing="log1p_threshold"))
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["preprocessing"]["name"] == "log1p_threshold"
+    sampler = Sampler.from_dir(tmp_path / "model", device="cpu")
+    assert sampler.domain.preprocessing == get_domain("calo", "log1p_threshold").preprocessing
+    block = sampler.generate(50, parse_conditions(sampler.domain, 10.0, 50), seed=0)
+    lit = block.samples[:, :504][block.samples[:, :504] > 0]
+    assert lit.size and lit.min() >= 0.015  # the readout threshold, MeV
+    with pytest.raises(ConfigError, match="log1p_nope"):
+        train_func(tiny_config(tiny_data, tmp_path / "bad", preprocessing="log1p_nope"))
