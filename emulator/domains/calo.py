@@ -150,23 +150,25 @@ class CaloDomain:
         self._x_cap = _THRESHOLD_X_CAP if self._threshold_units else X_MAX
         # the largest value as a fraction of E_inc (1.5, up to rounding with fraction units)
         self._value_cap = 1.5 if self._threshold_units else math.expm1(X_MAX) * SCALE
+        if self._threshold_units:
+            transform = {
+                "formula": "x = log(1 + v / readout_threshold_mev); "
+                "v = min(readout_threshold_mev * expm1(clamp(x, 0, x_max)), 1.5 * 1000 * E_GeV)",
+            }
+        else:
+            transform = {
+                "formula": "x = log(1 + v / (1000 * E_GeV * scale)); v = 1000 * E_GeV * scale * expm1(clamp(x, 0, x_max))",
+                "scale": SCALE,
+            }
         self.preprocessing: dict = {
             "name": preprocessing,
-            "formula": "x = log(1 + v / (1000 * E_GeV * scale)); v = 1000 * E_GeV * scale * expm1(clamp(x, 0, x_max))",
-            "scale": SCALE,
-            "x_max": X_MAX,
+            **transform,
+            "x_max": self._x_cap,
             "condition_features": "log10(E_GeV) / 2",
             "generator_output": "relu(raw[:507]); cells rescaled to sum softplus(raw[507] + ln(e-1)) * E; "
             "cells below the readout threshold zeroed",
             "readout_threshold_mev": READOUT_THRESHOLD_MEV,
         }
-        if self._threshold_units:
-            del self.preprocessing["scale"]
-            self.preprocessing.update(
-                formula="x = log(1 + v / readout_threshold_mev); "
-                "v = min(readout_threshold_mev * expm1(clamp(x, 0, x_max)), 1.5 * 1000 * E_GeV)",
-                x_max=self._x_cap,
-            )
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def with_preprocessing(self, name: str) -> CaloDomain:
@@ -195,7 +197,7 @@ class CaloDomain:
         """Network values (B, 507) -> MeV, non-negative, finite and at most 1.5 E_inc by construction."""
         e_mev = 1000.0 * conditions[:, :1].to(dtype=x.dtype, device=x.device)
         v = torch.expm1(x.clamp(0.0, self._x_cap)) * (self._unit_fraction(conditions, x) * e_mev)
-        return torch.minimum(v, 1.5 * e_mev) if self._threshold_units else v  # fraction units: the clamp caps
+        return torch.minimum(v, self._value_cap * e_mev) if self._threshold_units else v  # fractions: the clamp caps
 
     def _fractions(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Raw generator output (B, 508) -> the 507 values as fractions of E_inc, in float32.
@@ -216,7 +218,8 @@ class CaloDomain:
 
     def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Raw generator output (B, 508) -> network-space showers (B, 507), differentiable."""
-        return torch.log1p(self._fractions(raw, conditions) / self._unit_fraction(conditions, raw.float()))
+        frac = self._fractions(raw, conditions)
+        return torch.log1p(frac / self._unit_fraction(conditions, frac))
 
     @torch.inference_mode()
     def decode(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
