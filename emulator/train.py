@@ -109,6 +109,7 @@ class TrainConfig:
     g_layer_norm: bool = True  # LayerNorm in the generator
     g_head_hidden: tuple[int, ...] = field(default=())  # separate head for the domain's extra outputs; (): none
     g_output_noise: float = 0.0  # initial sigma of learned per-output noise before the generator's ReLU; 0: none
+    g_output_noise_max: float = 0.0  # upper bound of that sigma (> g_output_noise); 0: unbounded
     d_hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # critic hidden widths
     d_layer_norm: bool = False  # LayerNorm in the critic (never BatchNorm)
     cond_embed: int = 0  # learned condition embedding of this width in generator and critic; 0: raw features
@@ -386,6 +387,8 @@ def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
     head = {"head_outputs": n_extra, "head_hidden": cfg.g_head_hidden} if cfg.g_head_hidden else {}
     embed = {"cond_embed": cfg.cond_embed} if cfg.cond_embed else {}  # absent: old configs load unchanged
     noise = {"output_noise": cfg.g_output_noise} if cfg.g_output_noise else {}
+    if cfg.g_output_noise_max:
+        noise["output_noise_max"] = cfg.g_output_noise_max
     gen = build_for_training(
         getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k, extra_outputs=n_extra,
         latent_dim=cfg.latent_dim, hidden=cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act,

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emulator.models.mlp_generator import NOISE_SIGMA_GAIN
+from emulator.models.mlp_generator import NOISE_SIGMA_GAIN, noise_sigma
 
 __all__ = ["FusedMLPGenerator"]
 
@@ -126,6 +126,7 @@ class FusedMLPGenerator(nn.Module):
         )
         self.relu = cfg.output_activation == "relu"
         self.latent_dim = cfg.latent_dim
+        self.noise_sigma_max = cfg.output_noise_max
         sigma, gain = g.noise_log_sigma, NOISE_SIGMA_GAIN
         self.noise_log_sigma = (
             ((gain * sigma.weight.detach()).t().contiguous(), gain * sigma.bias.detach()) if sigma is not None else None
@@ -140,7 +141,7 @@ class FusedMLPGenerator(nn.Module):
         x = self.main(latent, e)
         if self.noise_log_sigma is not None:
             w_t, b = self.noise_log_sigma
-            x.addcmul_(torch.addmm(b, e, w_t).exp_(), z[:, self.latent_dim :])
+            x.addcmul_(noise_sigma(torch.addmm(b, e, w_t), self.noise_sigma_max, inplace=True), z[:, self.latent_dim :])
         if self.extra is not None:
             x = torch.cat([x, self.extra(latent, self.extra.embedding(c))], dim=1)
         return x.relu_() if self.relu else x

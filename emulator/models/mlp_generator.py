@@ -15,6 +15,11 @@ sometimes (calo: the scattered faint cells of the back layer at low energy). Wit
 cell below zero lights with a probability that moves smoothly with its pre-activation, and the
 critic's verdict on those lit samples reaches it. The noise is part of the input: a forward
 pass takes ``noise_dim`` = ``latent_dim`` + (number of main outputs) N(0, 1) values per sample.
+
+With ``output_noise_max > 0`` the sigma is bounded: ``output_noise_max`` x sigmoid instead of exp.
+Why: in units where a lit cell is far from zero (calo ``log1p_threshold``) the unbounded sigma grew
+to 2.5 in the e+ middle layer (the generator lit cells with noise alone), which also multiplied the
+far cells' energies by e^+-2.5 and made the showers 35 % too wide.
 """
 
 from __future__ import annotations
@@ -28,12 +33,20 @@ from torch import nn
 
 from emulator.models.conditioning import ConditionEmbedding, FiLM
 
-__all__ = ["NOISE_SIGMA_GAIN", "MLPGenerator", "MLPGeneratorConfig"]
+__all__ = ["NOISE_SIGMA_GAIN", "MLPGenerator", "MLPGeneratorConfig", "noise_sigma"]
 
 NOISE_SIGMA_GAIN = 20.0
 """log sigma of the output noise = NOISE_SIGMA_GAIN x (a linear map of the condition): a learning-rate
 multiplier, as StyleGAN's noise strengths have. At Adam's lr 1e-4 a plain parameter moved sigma from
 0.100 to at most 0.109 in 500 steps (calo e+), far too slow to follow what the critic asks of it."""
+
+
+def noise_sigma(pre: torch.Tensor, sigma_max: float, inplace: bool = False) -> torch.Tensor:
+    """The output noise's sigma from its pre-activation ``pre`` (already x NOISE_SIGMA_GAIN): exp(pre), or
+    ``sigma_max`` x sigmoid(pre) when bounded (``sigma_max > 0``); ``inplace`` only where nothing is traced."""
+    if not inplace:
+        return torch.sigmoid(pre) * sigma_max if sigma_max else torch.exp(pre)
+    return pre.sigmoid_().mul_(sigma_max) if sigma_max else pre.exp_()
 
 
 @dataclass
@@ -51,6 +64,7 @@ class MLPGeneratorConfig:
     head_hidden: tuple[int, ...] = field(default=())  # widths of that head; () = main output layer
     cond_embed: int = 0  # width of a learned condition embedding with FiLM per hidden layer; 0: raw features
     output_noise: float = 0.0  # initial sigma of the per-output noise before the ReLU (see module doc); 0: none
+    output_noise_max: float = 0.0  # upper bound of that sigma (max x sigmoid); 0: unbounded (exp)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -59,6 +73,11 @@ class MLPGeneratorConfig:
             raise ValueError(f"head_hidden needs 0 < head_outputs < sample_dim, got {self.head_outputs}")
         if self.output_noise < 0:
             raise ValueError(f"output_noise must be >= 0, got {self.output_noise}")
+        if self.output_noise_max and not 0 < self.output_noise < self.output_noise_max:
+            raise ValueError(
+                f"output_noise_max needs 0 < output_noise < output_noise_max, got {self.output_noise}"
+                f" and {self.output_noise_max}"
+            )
         if self.output_activation not in ("relu", "none"):
             raise ValueError(f"output_activation must be 'relu' or 'none', got {self.output_activation!r}")
 
@@ -102,12 +121,15 @@ class MLPGenerator(nn.Module):
             nn.ModuleList(FiLM(k, h) for h in config.head_hidden) if self.extra_embed is not None else None
         )
         self.extra_out = nn.Linear(extra_widths[-1] + k, n_extra) if n_extra else None
-        # log sigma of the output noise, linear in the (embedded) condition; registered last, so the
-        # parameter order of a generator without it is unchanged (checkpoints and optimizer states)
+        # pre-activation of the output noise's sigma (log sigma when unbounded), linear in the (embedded)
+        # condition; registered last, so the parameter order of a generator without it is unchanged
+        # (checkpoints and optimizer states)
         self.noise_log_sigma = nn.Linear(k, self.out.out_features) if config.output_noise else None
         if self.noise_log_sigma is not None:
             nn.init.zeros_(self.noise_log_sigma.weight)
-            nn.init.constant_(self.noise_log_sigma.bias, math.log(config.output_noise) / NOISE_SIGMA_GAIN)
+            s0, s_max = config.output_noise, config.output_noise_max
+            pre = math.log(s0 / (s_max - s0)) if s_max else math.log(s0)  # sigma(pre) = s0
+            nn.init.constant_(self.noise_log_sigma.bias, pre / NOISE_SIGMA_GAIN)
 
     @property
     def noise_dim(self) -> int:
@@ -120,7 +142,8 @@ class MLPGenerator(nn.Module):
         e = self.embed(c) if self.embed is not None else c
         x = self._stack(latent, e, self.linears, self.norms, self.films, self.out)
         if self.noise_log_sigma is not None:
-            x = x + torch.exp(NOISE_SIGMA_GAIN * self.noise_log_sigma(e)) * z[:, self.config.latent_dim :]
+            sigma = noise_sigma(NOISE_SIGMA_GAIN * self.noise_log_sigma(e), self.config.output_noise_max)
+            x = x + sigma * z[:, self.config.latent_dim :]
         if self.extra_out is not None:
             e_extra = self.extra_embed(c) if self.extra_embed is not None else c
             extra = self._stack(

@@ -10,7 +10,7 @@ from torch import nn
 
 from emulator.domains import get_domain
 from emulator.models import MLPCritic, MLPCriticConfig, MLPGenerator, MLPGeneratorConfig, build_model
-from emulator.models.mlp_generator import NOISE_SIGMA_GAIN
+from emulator.models.mlp_generator import NOISE_SIGMA_GAIN, noise_sigma
 
 
 def test_critic_has_no_batch_norm():
@@ -140,6 +140,7 @@ def test_critic_condition_embedding_changes_only_the_condition_inputs():
         {"cond_embed": 4, "layer_norm": False},
         {"head_outputs": 1, "head_hidden": (8,), "cond_embed": 4, "output_noise": 0.1},  # v1.5.0
         {"output_noise": 0.3},
+        {"cond_embed": 4, "output_noise": 0.3, "output_noise_max": 1.0},
     ],
 )
 def test_sampling_form_computes_the_same_function(kwargs):
@@ -169,6 +170,26 @@ def test_output_noise_reaches_outputs_below_zero_for_every_latent():
         assert gen.noise_dim == 4 + (6 if sigma else 0)
         gen(z, torch.rand(512, 1)).sum().backward()
         assert bool(gen.out.bias.grad.abs().gt(0).all()) is expect_grad
+
+
+def test_bounded_output_noise_starts_at_its_sigma_and_never_exceeds_the_bound():
+    torch.manual_seed(0)
+    gen = MLPGenerator(MLPGeneratorConfig(6, 1, latent_dim=4, hidden=(8,), output_noise=0.3, output_noise_max=1.0))
+    c = torch.rand(256, 1)
+    with torch.no_grad():
+        sigma = noise_sigma(NOISE_SIGMA_GAIN * gen.noise_log_sigma(c), 1.0)
+        torch.testing.assert_close(sigma, torch.full_like(sigma, 0.3))
+    gen(torch.randn(256, gen.noise_dim), c).sum().backward()  # trainable: no in-place op on a traced tensor
+    assert gen.noise_log_sigma.bias.grad.abs().sum() > 0
+    with torch.no_grad():
+        gen.noise_log_sigma.bias.fill_(10.0)  # far past the bound: sigma saturates at 1
+        gen.out.weight.zero_()
+        gen.out.bias.fill_(-1.0)
+        x = gen(torch.randn(20_000, gen.noise_dim), torch.rand(20_000, 1))
+    lit = (x > 0).float().mean().item()  # P(-1 + sigma n > 0) = P(n > 1) = 0.159 at sigma = 1
+    assert abs(lit - 0.1587) < 0.01
+    with pytest.raises(ValueError, match="output_noise_max"):
+        MLPGeneratorConfig(6, 1, output_noise=1.0, output_noise_max=1.0)
 
 
 def test_output_noise_is_conditioned_and_added_to_old_weights_at_its_initial_sigma():
