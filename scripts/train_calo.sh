@@ -70,6 +70,8 @@ MODEL_VERSION=${MODEL_VERSION:-1.3.0}  # version recorded in the model cards
 G_HIDDEN=${G_HIDDEN:-512,512,512}  # generator widths (1.7 MFLOP per shower)
 G_OUTPUT_NOISE=${G_OUTPUT_NOISE:-0.1}  # v1.5.0: initial sigma of the learned noise added to each output before
                                   # the ReLU, so switched-off cells still get gradients; 0: none (up to v1.4.0)
+G_OUTPUT_NOISE_MAX=${G_OUTPUT_NOISE_MAX:-0}  # bound on that noise's sigma (> G_OUTPUT_NOISE); 0: unbounded (v1.5).
+                                  # Unbounded in log1p_threshold units it grew to 2.5 and widened the showers
 PREPROCESSING=${PREPROCESSING:-log1p_fraction}  # cell units: fractions of E_inc (up to v1.5) or the readout
                                   # threshold (log1p_threshold: a lit cell at x >= ln 2 at every energy; see
                                   # emulator/domains/calo.py)
@@ -103,7 +105,7 @@ train_one() {
     data="$DATA_DIR/${name#calo-}-train.h5"
     # shellcheck disable=SC2086
     cli train calo --particle "$p" --data "$data" --out "$MODELS_DIR/$name" --run-dir "$RUN_ROOT/$name" \
-        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --set energy_scale="$ENERGY_SCALE" --set g_hidden="$G_HIDDEN" --set g_output_noise="$G_OUTPUT_NOISE" --set version="$MODEL_VERSION" --set gp_space="$GP_SPACE" --set g_head_hidden="$HEAD_HIDDEN" --set cond_embed="$COND_EMBED" --set ema_decay="$EMA_DECAY" --set energy_loss="$ENERGY_LOSS" --set balance_bins="$BALANCE_BINS" --set preprocessing="$PREPROCESSING" --seed "$SEED" --device "$DEVICE" \
+        --steps "$STEPS" --batch-size "$BATCH" --energy-weight "$ENERGY_WEIGHT" --set energy_scale="$ENERGY_SCALE" --set g_hidden="$G_HIDDEN" --set g_output_noise="$G_OUTPUT_NOISE" --set g_output_noise_max="$G_OUTPUT_NOISE_MAX" --set version="$MODEL_VERSION" --set gp_space="$GP_SPACE" --set g_head_hidden="$HEAD_HIDDEN" --set cond_embed="$COND_EMBED" --set ema_decay="$EMA_DECAY" --set energy_loss="$ENERGY_LOSS" --set balance_bins="$BALANCE_BINS" --set preprocessing="$PREPROCESSING" --seed "$SEED" --device "$DEVICE" \
         --set val_every="$VAL_EVERY" --set checkpoint_every="$VAL_EVERY" --set time_limit_s="$TRAIN_SECONDS" --set log_every=100 --no-progress \
         $EXTRA_TRAIN_ARGS >"$RUN_ROOT/logs/train-$name.log" 2>&1
 }
