@@ -106,14 +106,16 @@ def _observables_table(m: dict[str, Any]) -> str:
     for name, o in m["observables"].items():
         cls = "fail" if sep_max is not None and o["separation_power"] > sep_max else ""
         flag = " (!)" if o["w1"] > 4 * o["w1_err"] else ""
+        auc = o.get("auc_given_conditions")
         rows.append(
             f"<tr><td>{html.escape(name)}</td><td class='num'>{o['mean_ref']:.4g}</td><td class='num'>{o['mean_gen']:.4g}</td>"
             f"<td class='num'>{o['w1']:.4f} ± {o['w1_err']:.4f}{flag}</td>"
-            f"<td class='num {cls}'>{o['separation_power']:.4f}</td><td class='num'>{o['separation_power_ref_halves']:.4f}</td></tr>"
+            f"<td class='num {cls}'>{o['separation_power']:.4f}</td><td class='num'>{o['separation_power_ref_halves']:.4f}</td>"
+            f"<td class='num'>{'—' if auc is None else f'{auc:.3f}'}</td></tr>"
         )
     return (
         "<table><tr><th>observable</th><th>mean ref</th><th>mean gen</th><th>W1 / σ_ref ± noise</th>"
-        "<th>separation power</th><th>ref-half vs ref-half</th></tr>" + "".join(rows) + "</table>"
+        "<th>separation power</th><th>ref-half vs ref-half</th><th>AUC at given conditions</th></tr>" + "".join(rows) + "</table>"
     )
 
 
@@ -192,7 +194,9 @@ def render_html(
         "<h2>Observables</h2>",
         "<p class='note'>Normalised histograms, reference (grey) vs generated (red, statistical errors). S: separation "
         "power on reference-quantile bins; W1/σ: Wasserstein-1 over the reference's standard deviation ± its "
-        "permutation noise level. (!) marks W1 more than 4 noise levels above zero.</p>",
+        "permutation noise level. (!) marks W1 more than 4 noise levels above zero. AUC at given conditions: a "
+        "tree classifier on the condition and this observable alone (0.5: it does not give the model away; "
+        "compare with the high-level AUC of all of them together).</p>",
         _observables_table(m),
         "<div class='grid'>",
     ]

@@ -6,7 +6,8 @@ The stages (each timed in ``metrics["timing_s"]``):
 2. conditioning table per condition bin (``conditioning``);
 3. sliced Wasserstein on the low-level vectors and exact EMD on high-level features;
 4. FPD and KPD on the high-level feature vector (``fpd_kpd``);
-5. classifier AUCs on high-level and low-level features (``classifier``);
+5. classifier AUCs on high-level and low-level features (``classifier``), and per observable at
+   given conditions (``attribution``: which observables give the model away);
 6. the domain's binned statistics bin by bin, when it has any (``binned``);
 7. pass/fail checks against a thresholds file (``thresholds``).
 
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from emulator.validation.attribution import per_observable_auc
 from emulator.validation.binned import compare_all
 from emulator.validation.classifier import ClassifierConfig, classifier_auc
 from emulator.validation.conditioning import conditioning_table
@@ -55,6 +57,9 @@ DEFINITIONS: dict[str, str] = {
     "separation_power": "1/2 sum (h1-h2)^2/(h1+h2) of unit-sum histograms on reference-quantile bins "
     "plus under/overflow (0 identical, 1 disjoint).",
     "separation_power_ref_halves": "Separation power between two random halves of the reference: the noise floor.",
+    "auc_given_conditions": "ROC AUC of a gradient-boosted tree classifier (sklearn HistGradientBoosting) on "
+    "[condition features, this observable], trained on one half of the samples, AUC on the other: how well the "
+    "observable at a fixed condition tells generated from reference (0.5 = not at all). Diagnostic, no threshold.",
     "sliced_wasserstein": "ot.sliced_wasserstein_distance (p=2) on low-level vectors standardised by "
     "the reference; err = permutation-null RMS.",
     "emd": "ot.emd2 exact EMD between subsamples of standardised high-level features; emd_ref_ref = "
@@ -89,6 +94,8 @@ class ValidationConfig:
     kpd_num_batches: int = 10
     classifier_high_level: bool = True
     classifier_low_level: bool = True
+    classifier_per_observable: bool = True  # auc_given_conditions of every observable
+    per_observable_max_samples: int = 100_000  # per class
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
 
@@ -229,6 +236,14 @@ def validate(
         classifiers["high_level"] = classifier_auc(hl_gen, hl_ref, cfg.classifier)
         classifiers["high_level"]["features"] = hl_names
         timing["classifier_high_level"] = time.perf_counter() - t
+    if cfg.classifier_per_observable:
+        t = stage(f"classifier per observable ({len(names)}) at given conditions")
+        aucs = per_observable_auc(
+            hl_gen, hl_ref, hl_gen.shape[1] - len(names), names, cfg.per_observable_max_samples, cfg.seed
+        )
+        for name, auc in aucs.items():
+            observables[name]["auc_given_conditions"] = auc
+        timing["classifier_per_observable"] = time.perf_counter() - t
     if cfg.classifier_low_level:
         t = stage(f"classifier on {generated.low_level.shape[1]} low-level values")
         classifiers["low_level"] = classifier_auc(

@@ -37,6 +37,7 @@ FAST = ValidationConfig(
 DISTORTION_CONFIG = dataclasses.replace(
     FAST,
     classifier_low_level=False,
+    classifier_per_observable=False,
     classifier=ClassifierConfig(epochs=5),
     fpd_num_batches=3,
     kpd_num_batches=3,
@@ -68,6 +69,7 @@ def test_reference_vs_reference_passes(samples):
     for name, obs in m["observables"].items():
         assert obs["w1"] < 4 * obs["w1_err"], name
         assert obs["separation_power"] < 0.02, name
+        assert obs["auc_given_conditions"] == pytest.approx(0.5, abs=0.03), name
     swd = m["distances"]["sliced_wasserstein"]
     assert swd["value"] < 4 * swd["err"]
     assert abs(m["fpd"]) < 0.01 and abs(m["kpd"]) < 4 * m["kpd_err"] + 1e-4
