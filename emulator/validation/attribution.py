@@ -52,8 +52,8 @@ def per_observable_auc(
         )
     rng = np.random.default_rng(seed)
     n = min(len(generated), len(reference), max_per_class)
-    if n < 100:
-        raise ValueError(f"need at least 100 samples per class for per-observable AUCs, got {n}")
+    if n < 50:  # as the classifier test
+        raise ValueError(f"per-observable AUCs need at least 50 samples per class, got {n}")
     x = np.concatenate([generated[rng.permutation(len(generated))[:n]], reference[rng.permutation(len(reference))[:n]]])
     y = np.r_[np.zeros(n), np.ones(n)]
     order = rng.permutation(2 * n)

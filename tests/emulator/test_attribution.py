@@ -27,7 +27,9 @@ def test_a_flipped_condition_dependence_is_found_while_the_pooled_distributions_
     assert aucs["b"] == pytest.approx(0.5, abs=0.04)
 
 
-def test_wrong_column_count_is_an_error_naming_both():
+def test_bad_input_is_an_error_that_says_what_is_wrong():
     x = np.zeros((200, 3))
     with pytest.raises(ValueError, match="1 condition columns plus 3 observables"):
         per_observable_auc(x, x, 1, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="at least 50 samples per class, got 40"):
+        per_observable_auc(x[:40], x, 1, ["a", "b"])
