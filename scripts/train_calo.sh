@@ -25,6 +25,10 @@
 #                                              # the 1.5.0 weights continue those 2000 steps with the generator's
 #                                              # learned per-output noise (G_OUTPUT_NOISE; EXTRA_TRAIN_ARGS=
 #                                              # "--init-from runs/<run>/checkpoints/step-N"; noise added at sigma 0.1)
+#   DEVICE=cpu BATCH=256 VAL_EVERY=500 STEPS=8000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ G_OUTPUT_NOISE=0.3 \
+#       G_OUTPUT_NOISE_MAX=1.0 PREPROCESSING=log1p_threshold MODEL_VERSION=1.6.0 scripts/train_calo.sh
+#                                              # calo-eplus 1.6.0 as shipped, from scratch (best: step 7000,
+#                                              # 85 min on a 2-core CPU)
 #   STEPS=30000 BATCH=1024 scripts/train_calo.sh
 #   PARTICLES="pi+" STEPS=2000 scripts/train_calo.sh
 #
