@@ -387,7 +387,7 @@ def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
     head = {"head_outputs": n_extra, "head_hidden": cfg.g_head_hidden} if cfg.g_head_hidden else {}
     embed = {"cond_embed": cfg.cond_embed} if cfg.cond_embed else {}  # absent: old configs load unchanged
     noise = {"output_noise": cfg.g_output_noise} if cfg.g_output_noise else {}
-    if cfg.g_output_noise_max:
+    if cfg.g_output_noise and cfg.g_output_noise_max:  # without noise the bound is moot
         noise["output_noise_max"] = cfg.g_output_noise_max
     gen = build_for_training(
         getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k, extra_outputs=n_extra,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train the calo emulators (models/calo-eplus, calo-gamma, calo-piplus) with one command.
 #
-#   scripts/train_calo.sh                      # all three particles, recipe v1.3.0 (defaults below), one GPU
-#   OLD="ENERGY_LOSS=moments BALANCE_BINS=0"    # the recipes before v1.3.0, as prefix of the lines below
+#   scripts/train_calo.sh                      # all three particles, recipe v1.6.0 (defaults below), one GPU
+#   OLD="ENERGY_LOSS=moments BALANCE_BINS=0 G_OUTPUT_NOISE=0 G_OUTPUT_NOISE_MAX=0 PREPROCESSING=log1p_fraction"
+#                                              # the recipes before v1.3.0, as prefix of the lines below
 #   env $OLD GP_SPACE=input HEAD_HIDDEN= COND_EMBED=0 EMA_DECAY=0.999 MODEL_VERSION=1.1.0 scripts/train_calo.sh  # v1.1.0
 #   env $OLD EMA_DECAY=0.999 MODEL_VERSION=1.2.0 scripts/train_calo.sh                                            # v1.2.0
 #   env $OLD DEVICE=cpu BATCH=256 VAL_EVERY=1000 STEPS=6000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ EMA_DECAY=0.999 \
@@ -24,9 +25,9 @@
 #                                              # weight for the new inputs at the start; stages in training.history)
 #                                              # the 1.5.0 weights continue those 2000 steps with the generator's
 #                                              # learned per-output noise (G_OUTPUT_NOISE; EXTRA_TRAIN_ARGS=
-#                                              # "--init-from runs/<run>/checkpoints/step-N"; noise added at sigma 0.1)
-#   DEVICE=cpu BATCH=256 VAL_EVERY=500 STEPS=8000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ G_OUTPUT_NOISE=0.3 \
-#       G_OUTPUT_NOISE_MAX=1.0 PREPROCESSING=log1p_threshold MODEL_VERSION=1.6.0 scripts/train_calo.sh
+#                                              # "--init-from runs/<run>/checkpoints/step-N"; noise added at sigma 0.1:
+#                                              # G_OUTPUT_NOISE=0.1 G_OUTPUT_NOISE_MAX=0 PREPROCESSING=log1p_fraction)
+#   DEVICE=cpu BATCH=256 VAL_EVERY=500 STEPS=8000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ scripts/train_calo.sh
 #                                              # calo-eplus 1.6.0 as shipped, from scratch (best: step 7000,
 #                                              # 85 min on a 2-core CPU)
 #   STEPS=30000 BATCH=1024 scripts/train_calo.sh
@@ -70,14 +71,14 @@ DEVICE=${DEVICE:-auto}
 DATA_DIR=${DATA_DIR:-data/calo}
 RUN_ROOT=${RUN_ROOT:-runs}
 MODELS_DIR=${MODELS_DIR:-models}
-MODEL_VERSION=${MODEL_VERSION:-1.3.0}  # version recorded in the model cards
+MODEL_VERSION=${MODEL_VERSION:-1.6.0}  # version recorded in the model cards
 G_HIDDEN=${G_HIDDEN:-512,512,512}  # generator widths (1.7 MFLOP per shower)
-G_OUTPUT_NOISE=${G_OUTPUT_NOISE:-0.1}  # v1.5.0: initial sigma of the learned noise added to each output before
+G_OUTPUT_NOISE=${G_OUTPUT_NOISE:-0.3}  # v1.6.0 (v1.5.0: 0.1): initial sigma of the learned noise added to each output before
                                   # the ReLU, so switched-off cells still get gradients; 0: none (up to v1.4.0)
-G_OUTPUT_NOISE_MAX=${G_OUTPUT_NOISE_MAX:-0}  # bound on that noise's sigma (> G_OUTPUT_NOISE); 0: unbounded (v1.5).
+G_OUTPUT_NOISE_MAX=${G_OUTPUT_NOISE_MAX:-1.0}  # v1.6.0: bound on that noise's sigma (> G_OUTPUT_NOISE); 0: unbounded (v1.5).
                                   # Unbounded in log1p_threshold units it grew to 2.5 and widened the showers
-PREPROCESSING=${PREPROCESSING:-log1p_fraction}  # cell units: fractions of E_inc (up to v1.5) or the readout
-                                  # threshold (log1p_threshold: a lit cell at x >= ln 2 at every energy; see
+PREPROCESSING=${PREPROCESSING:-log1p_threshold}  # cell units: fractions of E_inc (log1p_fraction, up to v1.5) or the readout
+                                  # threshold (log1p_threshold, v1.6.0: a lit cell at x >= ln 2 at every energy; see
                                   # emulator/domains/calo.py)
 EXTRA_TRAIN_ARGS=${EXTRA_TRAIN_ARGS:-}   # e.g. "--set lr_g=2e-4 --set g_hidden=512,512"
 
