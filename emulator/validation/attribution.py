@@ -57,7 +57,7 @@ def per_observable_auc(
     x = np.concatenate([generated[rng.permutation(len(generated))[:n]], reference[rng.permutation(len(reference))[:n]]])
     y = np.r_[np.zeros(n), np.ones(n)]
     order = rng.permutation(2 * n)
-    train, test = order[:n], order[n:]
+    x_train, y_train, x_test, y_test = x[order[:n]], y[order[:n]], x[order[n:]], y[order[n:]]
     conditions = list(range(n_conditions))
     aucs = {}
     # one OpenMP thread: on a few columns more threads barely help, and beside another busy process
@@ -67,6 +67,6 @@ def per_observable_auc(
         for j, name in enumerate(names):
             cols = [*conditions, n_conditions + j]
             model = HistGradientBoostingClassifier(max_iter=200, random_state=seed)
-            model.fit(x[np.ix_(train, cols)], y[train])
-            aucs[name] = float(roc_auc_score(y[test], model.predict_proba(x[np.ix_(test, cols)])[:, 1]))
+            model.fit(x_train[:, cols], y_train)
+            aucs[name] = float(roc_auc_score(y_test, model.predict_proba(x_test[:, cols])[:, 1]))
     return aucs
