@@ -1,4 +1,4 @@
-"""Test helpers: a tiny randomly initialised model in the exact shipped layout.
+"""Test helpers: a tiny randomly initialised model in the exact shipped layout, and the repo's scripts as modules.
 
 >>> import tempfile
 >>> from emulator.sampler import Sampler
@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -17,7 +19,7 @@ from emulator.checkpoint import export_model
 from emulator.domains import generator_output_size, get_domain
 from emulator.models import MLPGenerator, MLPGeneratorConfig
 
-__all__ = ["make_tiny_model"]
+__all__ = ["load_script", "make_tiny_model"]
 
 
 def make_tiny_model(dir: Path, domain: str = "calo", seed: int = 0, name: str | None = None) -> Path:
@@ -43,3 +45,12 @@ def make_tiny_model(dir: Path, domain: str = "calo", seed: int = 0, name: str | 
         "validation": None,
     }
     return export_model(dir, gen, dom, card)
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` of this repository as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

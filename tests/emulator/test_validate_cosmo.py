@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from emulator.domains import get_domain
 from emulator.domains.cosmo import BOX_SIZE
-from emulator.testing import make_tiny_model
+from emulator.testing import load_script, make_tiny_model
 from emulator.validation import ValidationConfig, load_thresholds, validate
 from emulator.validation.adapters import adapter_for_file, get_adapter, register_adapter
 from emulator.validation.binned import compare_binned
@@ -178,10 +177,7 @@ def test_validate_refuses_a_reference_of_another_domain(tmp_path, maps, capsys):
 def test_heldout_script_is_a_thin_caller(tmp_path, maps):
     ref = write_slices(tmp_path / "ref.h5", maps[:40])
     make_tiny_model(tmp_path / "models" / "cosmo-tiny", domain="cosmo")
-    script = Path(__file__).parents[2] / "scripts" / "cosmo_heldout_check.py"
-    spec = importlib.util.spec_from_file_location("cosmo_heldout_check", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("cosmo_heldout_check")
     out = tmp_path / "heldout.json"
     rc = module.main(["--model", "cosmo-tiny", "--models-path", str(tmp_path / "models"), "--reference", str(ref),
                       "--device", "cpu", "--out", str(out)])  # fmt: skip
