@@ -69,6 +69,15 @@ _RESPONSE_OFFSET = math.log(math.e - 1.0)  # softplus(0 + offset) = 1: the respo
 
 _SOFT_ZERO = 0.02  # network-space scale of the soft "cell is lit" count given to the critic
 
+# Cell-energy spectrum given to the critic: per layer, soft counts of cells in bins of
+# y = log(1 + v / readout threshold), triangular kernels centred at 0.5, 1.0, ..., 14.0 (half-width 0.5:
+# a factor e^0.5 = 1.65 in energy). y = 0 (empty) falls in no bin; a lit cell (y >= ln 2) below 14 (18 GeV)
+# adds exactly 1 over the bins. The reference's cells are not smooth in energy: GFLASH deposits whole
+# spots (~11 MeV for e+), so layer 0 holds mostly 1, 2, 3... spots (y = 6.6, 7.3, 7.7) and almost
+# nothing at 1-5 MeV, where a generator without this input put a smooth falling spectrum instead.
+_SPECTRUM_CENTRES = tuple(0.5 * k for k in range(1, 29))
+_SPECTRUM_HALF_WIDTH = 0.5
+
 
 class CaloWriter:
     """Writes (energy, 507-value) batches as CaloGAN or CaloChallenge HDF5 via ``ShowerFileWriter``."""
@@ -139,7 +148,7 @@ class CaloDomain:
         "response", "f_0", "f_1", "f_2", "shower_depth", "sigma_0", "sigma_1", "sparsity_1", "sparsity_2",
         "E_ratio_0", "E_ratio_1",
     )  # fmt: skip  # the best-checkpoint choice; E_ratio, sigma_0, sparsity_2: what the 1.3 classifiers used most
-    critic_feature_dim = 31
+    critic_feature_dim = 31 + N_LAYERS * len(_SPECTRUM_CENTRES)
     generator_extra_outputs = 1  # the response R (see network_output)
 
     def __init__(self, preprocessing: str = UNITS[0]) -> None:
@@ -266,6 +275,8 @@ class CaloDomain:
         the CaloGAN/FastCaloGAN critics get as global inputs and that validation histograms;
         the last six are log-scaled because their physical values (E_ratio ~ 0.01, sigma_0
         ~ 6 mm) sit far below the O(1) scale at which a linear input would resolve them.
+        Then, per layer, the cell-energy spectrum: log1p of the soft count of cells in each of 28
+        bins of log cell energy (``_SPECTRUM_CENTRES``, the same bins for every preprocessing).
         """
         m, lmean = self._matrices_on(x.device)
         xf = x.float().reshape(x.shape[0], -1)
@@ -295,9 +306,24 @@ class CaloDomain:
                 torch.asinh(100.0 * (e_tot - 1.0)) / 3.0,
                 torch.log10(self._hottest_pair_asymmetry(frac) + 1e-3) / 3.0,
                 torch.log10(variance[:, :, 0] + 1e-6) / 3.0,
+                torch.log1p(self.cell_spectrum(frac[:, :N_CELLS], conditions)).flatten(1) * 0.5,
             ],
             dim=1,
         )
+
+    @staticmethod
+    def cell_spectrum(frac: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Soft counts of cells per layer and bin of log cell energy, (B, 3, 28), differentiable.
+
+        ``frac``: the 504 cells as fractions of E_inc. Bin j counts the cells with
+        y = log(1 + v / readout threshold) near ``_SPECTRUM_CENTRES[j]``, with triangular weights
+        that sum to 1 for every lit cell between the first and last centre (0 for an empty one).
+        """
+        per_threshold = 1000.0 * conditions[:, :1].to(frac) / READOUT_THRESHOLD_MEV
+        y = torch.log1p(frac * per_threshold)  # (B, 504)
+        centres = frac.new_tensor(_SPECTRUM_CENTRES)
+        weights = (1.0 - (y[:, :, None] - centres).abs() / _SPECTRUM_HALF_WIDTH).clamp_min(0.0)  # (B, 504, K)
+        return torch.stack([weights[:, sl].sum(dim=1) for sl in layer_slices()], dim=1)
 
     @staticmethod
     def _hottest_pair_asymmetry(frac: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,28 @@ def test_critic_features_match_observables(calo):
     assert torch.isfinite(grad).all()
     resp = calo.energy_response(x, e.float())
     np.testing.assert_allclose(resp.detach().numpy(), obs["response"], rtol=1e-4)
+
+
+def test_critic_sees_the_cell_energy_spectrum_per_layer(calo):
+    from physics_data.calo.geometry import READOUT_THRESHOLD_MEV, layer_slices
+
+    v, e = _random_showers(32, seed=5)
+    v[:, :504] = torch.where(v[:, :504] >= READOUT_THRESHOLD_MEV, v[:, :504], 0.0)  # as the generator emits them
+    v[:, :504] = v[:, :504].clamp(max=READOUT_THRESHOLD_MEV * math.expm1(14.0))  # inside the last bin centre
+    frac = (v[:, :504] / (1000.0 * e)).float()
+    spectrum = calo.cell_spectrum(frac, e.float())
+    assert spectrum.shape == (32, 3, 28)
+    for d, sl in enumerate(layer_slices()):  # every lit cell counts exactly once over the bins
+        torch.testing.assert_close(spectrum[:, d].sum(dim=1), (v[:, sl] > 0).sum(dim=1).float(), rtol=1e-4, atol=1e-3)
+    one = torch.zeros(1, 504)
+    one[0, 0] = READOUT_THRESHOLD_MEV * math.expm1(6.5) / 10_000.0  # one layer-0 cell at bin centre 6.5, E = 10 GeV
+    counts = calo.cell_spectrum(one, torch.tensor([[10.0]]))
+    assert counts[0, 0, 12] == pytest.approx(1.0, abs=1e-4) and counts.sum() == pytest.approx(1.0, abs=1e-4)
+    x = calo.to_network(v.float(), e.float()).requires_grad_(True)
+    feats = calo.critic_features(x, e.float())[:, 31:]
+    torch.testing.assert_close(feats, torch.log1p(spectrum).flatten(1) * 0.5, rtol=1e-4, atol=1e-5)
+    (grad,) = torch.autograd.grad(feats.sum(), x)
+    assert torch.isfinite(grad).all() and grad[:, :504].abs().sum() > 0
 
 
 def test_observables_use_cells_only(calo):
