@@ -10,7 +10,11 @@ This is the only module of the package that knows about calorimeters. It fixes:
 * observables: ``physics_data.calo.observables.compute_observables`` (the 20 CaloGAN
   features plus the response E_tot/E_inc); layer energies and ``lateral_depth`` enter
   the high-level vector as log10;
-* mean shower images: the mean cell energy (MeV) of each layer on its physical extent.
+* mean shower images: the mean cell energy (MeV) of each layer on its physical extent;
+* binned statistics: the cell-energy spectrum of each layer (lit cells per shower in bins
+  of a quarter decade of cell energy from the 15 keV readout threshold), the CaloChallenge
+  "voxel energy" histogram per layer; plotted and tabulated, checked only by thresholds that
+  name them.
 
 :data:`CALO_ADAPTER` is the domain's :class:`~emulator.validation.adapters.ValidationAdapter`
 (CaloGAN or CaloChallenge files; thresholds ``calo_piplus`` for pi+, ``calo_default`` otherwise).
@@ -23,8 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from emulator.validation.adapters import hdf5_datasets
-from emulator.validation.samples import ImagePanel, SampleSet, ValidationSpec
-from physics_data.calo.geometry import HALF_WINDOW_MM, LAYERS, N_CELLS, from_flat
+from emulator.validation.samples import BinnedStatistic, ImagePanel, SampleSet, ValidationSpec
+from physics_data.calo.geometry import (
+    HALF_WINDOW_MM,
+    LAYERS,
+    N_CELLS,
+    READOUT_THRESHOLD_MEV,
+    from_flat,
+    layer_slices,
+)
 from physics_data.calo.io import count_showers, read_attrs, read_showers
 from physics_data.calo.observables import compute_observables
 from physics_data.calo.showers import Showers
@@ -34,10 +45,14 @@ __all__ = [
     "CALO_LOG_OBSERVABLES",
     "CaloAdapter",
     "calo_spec",
+    "cell_spectra",
     "load_calo_file",
     "mean_layer_images",
     "showers_to_sampleset",
 ]
+
+CELL_SPECTRUM_LOG10_EDGES = np.log10(READOUT_THRESHOLD_MEV) + 0.25 * np.arange(27)
+"""Bin edges of the cell-energy spectra in log10(E_cell / MeV): 15 keV to 47 GeV (higher: last bin)."""
 
 CALO_LOG_OBSERVABLES = frozenset({"E_0", "E_1", "E_2", "E_tot", "lateral_depth"})
 """Observables spanning decades over 1-100 GeV: log10 in features, log x axes in plots."""
@@ -57,6 +72,31 @@ _LABELS = {
 }
 
 
+def _cell_spectrum_statistics() -> tuple[BinnedStatistic, ...]:
+    centres = 10 ** (0.5 * (CELL_SPECTRUM_LOG10_EDGES[1:] + CELL_SPECTRUM_LOG10_EDGES[:-1]))
+    return tuple(
+        BinnedStatistic(
+            f"cell_spectrum_{layer.index}", f"layer {layer.index} cell-energy spectrum",
+            tuple(float(c) for c in centres), "cell energy [MeV] (bin centre)", "lit cells per shower",
+            bin_label="E_cell ≈ {:.3g} MeV", log_x=True, log_y=True,
+        )
+        for layer in LAYERS
+    )  # fmt: skip
+
+
+def cell_spectra(cells: np.ndarray) -> dict[str, np.ndarray]:
+    """Per shower and layer, the number of lit cells in each bin of ``CELL_SPECTRUM_LOG10_EDGES``: (N, 26) each."""
+    n_bins = len(CELL_SPECTRUM_LOG10_EDGES) - 1
+    out = {}
+    for layer, sl in zip(LAYERS, layer_slices(), strict=True):
+        v = np.asarray(cells[:, sl], dtype=np.float64)
+        rows, cols = np.nonzero(v > 0)
+        bins = np.searchsorted(CELL_SPECTRUM_LOG10_EDGES, np.log10(v[rows, cols]), side="right") - 1
+        flat = rows * n_bins + bins.clip(0, n_bins - 1)
+        out[f"cell_spectrum_{layer.index}"] = np.bincount(flat, minlength=len(v) * n_bins).reshape(len(v), n_bins)
+    return out
+
+
 def calo_spec(particle: str = "") -> ValidationSpec:
     """The calorimeter ``ValidationSpec`` (energy 1-100 GeV, response ``E_tot/E_inc``)."""
     return ValidationSpec(
@@ -72,6 +112,7 @@ def calo_spec(particle: str = "") -> ValidationSpec:
         observable_labels=dict(_LABELS),
         low_level_description="504 cell energies then 3 overflow energies, each / E_inc (MeV/MeV)",
         particle=particle,
+        binned_statistics=_cell_spectrum_statistics(),
     )
 
 
@@ -103,6 +144,7 @@ def showers_to_sampleset(showers: Showers) -> SampleSet:
         low_level=low,
         observables=compute_observables(showers.cells, showers.energy),
         images=mean_layer_images(showers.cells.sum(axis=0, dtype=np.float64), len(showers)),
+        binned=cell_spectra(showers.cells),
     )
 
 

@@ -72,6 +72,11 @@ def test_reference_vs_reference_passes(samples):
         assert obs["auc_given_conditions"] == pytest.approx(0.5, abs=0.03), name
     swd = m["distances"]["sliced_wasserstein"]
     assert swd["value"] < 4 * swd["err"]
+    assert set(m["statistics"]) == {f"cell_spectrum_{d}" for d in range(3)}
+    for name, stat in m["statistics"].items():  # every well-filled bin agrees within its error
+        filled = np.asarray(stat["mean_ref"]) > 0.05
+        pulls = np.abs(np.asarray(stat["dev"])[filled]) / np.asarray(stat["dev_err"])[filled]
+        assert filled.sum() >= 8 and pulls.max() < 5, (name, pulls.max())
     assert abs(m["fpd"]) < 0.01 and abs(m["kpd"]) < 4 * m["kpd_err"] + 1e-4
 
 
@@ -107,3 +112,24 @@ def test_distortion_is_flagged_by_the_right_check(samples, name):
     else:  # pragma: no cover - a new distortion needs its expectation here
         pytest.fail(f"no expectation for distortion {name}")
     assert np.isfinite(m["fpd"]) and m["fpd"] > 0
+
+
+def test_cell_spectrum_sees_smeared_quanta_of_layer_0(samples):
+    """Cell energies of layer 0 smeared by 30 % (layer sums kept): its spectrum differs, layer 1's does not."""
+    first, reference = samples
+    rng = np.random.default_rng(0)
+    cells = first.cells.copy()
+    l0 = cells[:, :288]
+    smeared = l0 * rng.lognormal(0.0, 0.3, l0.shape)
+    smeared *= l0.sum(axis=1, keepdims=True) / np.maximum(smeared.sum(axis=1, keepdims=True), 1e-12)
+    cells[:, :288] = smeared.astype(cells.dtype)
+    distorted = dataclasses.replace(first, cells=cells)
+    config = dataclasses.replace(DISTORTION_CONFIG, classifier_high_level=False)
+    stats = validate(showers_to_sampleset(distorted), reference, calo_spec("e+"), config=config)["statistics"]
+
+    def max_pull(stat: dict) -> float:
+        filled = np.asarray(stat["mean_ref"]) > 0.05
+        return float((np.abs(np.asarray(stat["dev"])[filled]) / np.asarray(stat["dev_err"])[filled]).max())
+
+    assert max_pull(stats["cell_spectrum_0"]) > 10
+    assert max_pull(stats["cell_spectrum_1"]) < 5
