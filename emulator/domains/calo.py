@@ -70,13 +70,13 @@ _RESPONSE_OFFSET = math.log(math.e - 1.0)  # softplus(0 + offset) = 1: the respo
 _SOFT_ZERO = 0.02  # network-space scale of the soft "cell is lit" count given to the critic
 
 # Cell-energy spectrum given to the critic: per layer, soft counts of cells in bins of
-# y = log(1 + v / readout threshold), triangular kernels centred at 0.5, 1.0, ..., 14.0 (half-width 0.5:
+# y = log(1 + v / readout threshold), triangular kernels centred at 0.5, 1.0, ..., 14.0 (half-width = spacing = 0.5:
 # a factor e^0.5 = 1.65 in energy). y = 0 (empty) falls in no bin; a lit cell (y >= ln 2) below 14 (18 GeV)
 # adds exactly 1 over the bins. The reference's cells are not smooth in energy: GFLASH deposits whole
 # spots (~11 MeV for e+), so layer 0 holds mostly 1, 2, 3... spots (y = 6.6, 7.3, 7.7) and almost
 # nothing at 1-5 MeV, where a generator without this input put a smooth falling spectrum instead.
 _SPECTRUM_CENTRES = tuple(0.5 * k for k in range(1, 29))
-_SPECTRUM_HALF_WIDTH = 0.5
+_LAYER_OF_CELL = torch.cat([torch.full((layer.n_cells,), i) for i, layer in enumerate(LAYERS)])
 
 
 class CaloWriter:
@@ -318,12 +318,21 @@ class CaloDomain:
         ``frac``: the 504 cells as fractions of E_inc. Bin j counts the cells with
         y = log(1 + v / readout threshold) near ``_SPECTRUM_CENTRES[j]``, with triangular weights
         that sum to 1 for every lit cell between the first and last centre (0 for an empty one).
+        A cell touches at most two neighbouring bins, so it is scattered into those two (linear
+        interpolation) instead of weighing it against all 28: 4x cheaper with the gradient penalty.
         """
+        n_bins, (c0, c1) = len(_SPECTRUM_CENTRES), _SPECTRUM_CENTRES[:2]
         per_threshold = 1000.0 * conditions[:, :1].to(frac) / READOUT_THRESHOLD_MEV
-        y = torch.log1p(frac * per_threshold)  # (B, 504)
-        centres = frac.new_tensor(_SPECTRUM_CENTRES)
-        weights = (1.0 - (y[:, :, None] - centres).abs() / _SPECTRUM_HALF_WIDTH).clamp_min(0.0)  # (B, 504, K)
-        return torch.stack([weights[:, sl].sum(dim=1) for sl in layer_slices()], dim=1)
+        t = (torch.log1p(frac * per_threshold) - c0) / (c1 - c0)  # position in bin units, (B, 504)
+        below = torch.floor(t.detach()).clamp(-1, n_bins)
+        upper_weight = t - below  # the lower bin gets 1 - this; an empty cell (t = -1) gives 0 to bin 0
+        # slots 0 and n_bins + 1 of each layer collect what falls outside the bins and are dropped
+        offset = _LAYER_OF_CELL.to(frac.device) * (n_bins + 2)
+        below = below.long()
+        counts = frac.new_zeros(frac.shape[0], N_LAYERS * (n_bins + 2))
+        counts = counts.scatter_add(1, offset + below + 1, 1.0 - upper_weight)
+        counts = counts.scatter_add(1, offset + (below + 2).clamp_max(n_bins + 1), upper_weight)
+        return counts.reshape(-1, N_LAYERS, n_bins + 2)[:, :, 1 : n_bins + 1]
 
     @staticmethod
     def _hottest_pair_asymmetry(frac: torch.Tensor) -> torch.Tensor:

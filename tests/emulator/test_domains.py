@@ -121,6 +121,10 @@ def test_critic_sees_the_cell_energy_spectrum_per_layer(calo):
     one[0, 0] = READOUT_THRESHOLD_MEV * math.expm1(6.5) / 10_000.0  # one layer-0 cell at bin centre 6.5, E = 10 GeV
     counts = calo.cell_spectrum(one, torch.tensor([[10.0]]))
     assert counts[0, 0, 12] == pytest.approx(1.0, abs=1e-4) and counts.sum() == pytest.approx(1.0, abs=1e-4)
+    y = torch.log1p(frac * (1000.0 * e.float() / READOUT_THRESHOLD_MEV))  # triangular kernels, bin by bin
+    hats = (1.0 - (y[:, :, None] - torch.arange(1, 29) * 0.5).abs() / 0.5).clamp_min(0.0)
+    direct = torch.stack([hats[:, sl].sum(dim=1) for sl in layer_slices()], dim=1)
+    torch.testing.assert_close(spectrum, direct, rtol=1e-4, atol=1e-4)
     x = calo.to_network(v.float(), e.float()).requires_grad_(True)
     feats = calo.critic_features(x, e.float())[:, 31:]
     torch.testing.assert_close(feats, torch.log1p(spectrum).flatten(1) * 0.5, rtol=1e-4, atol=1e-5)
