@@ -583,9 +583,16 @@ def train_func(
                 "optim_d": _adapt_optimizer_meta(state["optim_d"], gan.opt_d),
             }
         for prefix, module in (("generator", gen), ("ema", ema), ("critic", critic)):
-            module.load_state_dict(
-                {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-            )
+            try:
+                module.load_state_dict(
+                    {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+                )
+            except RuntimeError as err:  # e.g. the domain's critic features grew since the checkpoint
+                raise ConfigError(
+                    f"the {prefix} in checkpoint {ckpt} does not fit this code's {prefix} ({err}). If the model "
+                    f"grew since (new critic features, output noise), start a new run from it with "
+                    f"--init-from {ckpt} instead of resuming"
+                ) from None
         optimizer_from_tensors(gan.opt_g, tensors, state["optim_g"], "optim_g")
         optimizer_from_tensors(gan.opt_d, tensors, state["optim_d"], "optim_d")
         torch.set_rng_state(tensors["rng.torch_cpu"])

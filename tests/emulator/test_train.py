@@ -141,6 +141,8 @@ def test_warm_start_continues_like_resume_and_grows_new_critic_features(tiny_dat
     monkeypatch.setattr(calo, "critic_feature_dim", n_old + 1)
     monkeypatch.setattr(calo, "critic_features", lambda self, x, cond: torch.cat([features(self, x, cond), x[:, :1]], 1))
     train_func(tiny_config(tiny_data, tmp_path / "d", steps=3, init_from=str(start), checkpoint_every=1, val_every=1))
+    with pytest.raises(ConfigError, match="--init-from"):  # resuming would need the old critic: say what to do
+        train_func(tiny_config(tiny_data, tmp_path / "b", steps=4, resume=True))
     first = load_file(str(tmp_path / "d" / "run" / "checkpoints" / "step-00000003" / "tensors.safetensors"))
     w_old = load_file(str(start / "tensors.safetensors"))["critic.linears.0.weight"]
     w = first["critic.linears.0.weight"]
