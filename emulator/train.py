@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from emulator.checkpoint import (
+    atomic_write_text,
     export_model,
     latest_checkpoint,
     load_checkpoint,
@@ -548,6 +549,8 @@ def train_func(
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = run_dir / "metrics.jsonl"
+    if main:  # the run's settings, for `emulator train --config` (continue, vary, reproduce)
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
 
     torch.manual_seed(cfg.seed)
     data = _load_data(cfg, domain, device)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the calo emulators (models/calo-eplus, calo-gamma, calo-piplus) with one command.
 #
-#   scripts/train_calo.sh                      # all three particles, recipe v1.6.0 (defaults below), one GPU
+#   scripts/train_calo.sh                      # all three particles, recipe v1.7.0 (defaults below), one GPU
 #   OLD="ENERGY_LOSS=moments BALANCE_BINS=0 G_OUTPUT_NOISE=0 G_OUTPUT_NOISE_MAX=0 PREPROCESSING=log1p_fraction"
 #                                              # the recipes before v1.3.0, as prefix of the lines below
 #   env $OLD GP_SPACE=input HEAD_HIDDEN= COND_EMBED=0 EMA_DECAY=0.999 MODEL_VERSION=1.1.0 scripts/train_calo.sh  # v1.1.0
@@ -30,6 +30,12 @@
 #   DEVICE=cpu BATCH=256 VAL_EVERY=500 STEPS=8000 TRAIN_SECONDS=0 WORKERS=2 PARTICLES=e+ scripts/train_calo.sh
 #                                              # calo-eplus 1.6.0 as shipped, from scratch (best: step 7000,
 #                                              # 85 min on a 2-core CPU)
+#                                              # (the code since 1.7.0 gives the critic 84 more inputs, the
+#                                              # cell-energy spectrum per layer: 1.6.0 exactly needs the commit
+#                                              # before it). calo-eplus 1.7.0 continues that run from step 7000:
+#   .venv/bin/python -m pipelines.cli train calo --config runs/calo-eplus/config.json \
+#       --init-from runs/calo-eplus/checkpoints/step-00007000 --run-dir runs/calo-eplus-1.7 \
+#       --out runs/calo-eplus-1.7/models/calo-eplus --steps 10000      # best: step 8500 (15 min more)
 #   STEPS=30000 BATCH=1024 scripts/train_calo.sh
 #   PARTICLES="pi+" STEPS=2000 scripts/train_calo.sh
 #
@@ -71,7 +77,7 @@ DEVICE=${DEVICE:-auto}
 DATA_DIR=${DATA_DIR:-data/calo}
 RUN_ROOT=${RUN_ROOT:-runs}
 MODELS_DIR=${MODELS_DIR:-models}
-MODEL_VERSION=${MODEL_VERSION:-1.6.0}  # version recorded in the model cards
+MODEL_VERSION=${MODEL_VERSION:-1.7.0}  # version recorded in the model cards
 G_HIDDEN=${G_HIDDEN:-512,512,512}  # generator widths (1.7 MFLOP per shower)
 G_OUTPUT_NOISE=${G_OUTPUT_NOISE:-0.3}  # v1.6.0 (v1.5.0: 0.1): initial sigma of the learned noise added to each output before
                                   # the ReLU, so switched-off cells still get gradients; 0: none (up to v1.4.0)

@@ -97,6 +97,7 @@ def test_train_writes_model_logs_and_checkpoints(tiny_data, tmp_path):
     card = json.loads((tmp_path / "model" / "card.json").read_text())
     assert card["particle"] == "e+" and card["training_data"]["n_samples"] == 300
     assert card["hyperparameters"]["train"]["gp_lambda"] == 10.0
+    assert load_config(file=tmp_path / "run" / "config.json") == load_config(tiny_config(tiny_data, tmp_path))
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss_d" in r] == [1, 2, 3, 4]
     assert sum("val_score" in r for r in records) == 2
