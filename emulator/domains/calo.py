@@ -73,7 +73,7 @@ _SOFT_ZERO = 0.02  # network-space scale of the soft "cell is lit" count given t
 # y = log(1 + v / readout threshold), triangular kernels centred at 0.5, 1.0, ..., 14.0 (half-width = spacing = 0.5:
 # a factor e^0.5 = 1.65 in energy). y = 0 (empty) falls in no bin; a lit cell (y >= ln 2) below 14 (18 GeV)
 # adds exactly 1 over the bins. The reference's cells are not smooth in energy: GFLASH deposits whole
-# spots (~11 MeV for e+), so layer 0 holds mostly 1, 2, 3... spots (y = 6.6, 7.3, 7.7) and almost
+# spots (11-13 MeV for e+), so layer 0 holds mostly 1, 2, 3... spots (y = 6.6-6.8, 7.3-7.5, ...) and almost
 # nothing at 1-5 MeV, where a generator without this input put a smooth falling spectrum instead.
 _SPECTRUM_CENTRES = tuple(0.5 * k for k in range(1, 29))
 _LAYER_OF_CELL = torch.cat([torch.full((layer.n_cells,), i) for i, layer in enumerate(LAYERS)])
@@ -319,7 +319,8 @@ class CaloDomain:
         y = log(1 + v / readout threshold) near ``_SPECTRUM_CENTRES[j]``, with triangular weights
         that sum to 1 for every lit cell between the first and last centre (0 for an empty one).
         A cell touches at most two neighbouring bins, so it is scattered into those two (linear
-        interpolation) instead of weighing it against all 28: 4x cheaper with the gradient penalty.
+        interpolation) instead of weighing it against all 28 kernels, which made a CPU training step
+        0.77 s instead of 0.58 s (0.53 s without the spectrum).
         """
         n_bins, (c0, c1) = len(_SPECTRUM_CENTRES), _SPECTRUM_CENTRES[:2]
         per_threshold = 1000.0 * conditions[:, :1].to(frac) / READOUT_THRESHOLD_MEV
