@@ -36,6 +36,10 @@ lit cells drifts with energy (what the classifiers separate on). The per-value c
 is then applied after scaling. A model records its variant in ``config.json``; loading picks
 the same one (``get_domain(name, preprocessing)``).
 
+A third variant, ``log1p_threshold_spots``, has the same units and quantises the generator's
+cells in whole GFLASH-like spots (``CaloDomain._quantise_spots``): the generator's head emits per
+layer a spot energy and a staircase slope (raw values 508-513) besides the response.
+
 Condition features: log10(E / 1 GeV) / 2, which maps 1-100 GeV onto [0, 1].
 """
 
@@ -52,7 +56,7 @@ from emulator.domains.base import Condition, SampleWriter
 from physics_data.calo.geometry import LAYERS, N_CELLS, N_LAYERS, READOUT_THRESHOLD_MEV, layer_slices
 from physics_data.calo.observables import compute_observables
 
-__all__ = ["SCALE", "UNITS", "X_MAX", "CaloDomain", "CaloWriter"]
+__all__ = ["SCALE", "SPOT_MEV_START", "UNITS", "X_MAX", "CaloDomain", "CaloWriter"]
 
 SCALE = 1e-4
 """Fraction of the incident energy that is one unit before the log (see module docstring)."""
@@ -60,12 +64,19 @@ SCALE = 1e-4
 X_MAX = math.log1p(1.5 / SCALE)
 """Network-space cap: one value can hold at most 1.5 x the incident energy."""
 
-UNITS = ("log1p_fraction", "log1p_threshold")
-"""Preprocessing variants: values in units of SCALE x E_inc (the default) or of the readout threshold."""
+UNITS = ("log1p_fraction", "log1p_threshold", "log1p_threshold_spots")
+"""Preprocessing variants: values in units of SCALE x E_inc (the default) or of the readout threshold,
+the latter also with the generator's cells quantised in learned spot energies (see ``_quantise_spots``)."""
+
+SPOT_MEV_START = 10.0
+"""Spot energy (MeV) of the ``log1p_threshold_spots`` output at a raw value of 0; the generator learns its own."""
+_SPOT_GAIN = 5.0  # learning-rate multiplier of the spot energy's log and the staircase slope's logit (as NOISE_SIGMA_GAIN)
+_SLOPE_START = 0.25  # staircase slope at a raw value of 0 (0: whole spots only, 1: no quantisation)
 
 _THRESHOLD_X_CAP = math.log1p(1.5e7 / READOUT_THRESHOLD_MEV)  # 1.5 x 10 TeV: finite for any extrapolation
 
 _RESPONSE_OFFSET = math.log(math.e - 1.0)  # softplus(0 + offset) = 1: the response starts at 1
+_SLOPE_LOGIT = math.log(_SLOPE_START / (1.0 - _SLOPE_START))
 
 _SOFT_ZERO = 0.02  # network-space scale of the soft "cell is lit" count given to the critic
 
@@ -154,7 +165,10 @@ class CaloDomain:
     def __init__(self, preprocessing: str = UNITS[0]) -> None:
         if preprocessing not in UNITS:
             raise ValueError(f"unknown calo preprocessing {preprocessing!r}; choose one of {', '.join(UNITS)}")
-        self._threshold_units = preprocessing == "log1p_threshold"
+        self._threshold_units = preprocessing != "log1p_fraction"
+        self._spots = preprocessing == "log1p_threshold_spots"
+        # the response R, then with spots per layer the log spot energy and the staircase slope's logit
+        self.generator_extra_outputs = 1 + 2 * N_LAYERS * self._spots
         # network values are clamped to [0, x_cap] before expm1; with fraction units x_cap is the 1.5 E cap itself
         self._x_cap = _THRESHOLD_X_CAP if self._threshold_units else X_MAX
         # the largest value as a fraction of E_inc (1.5, up to rounding with fraction units)
@@ -178,6 +192,12 @@ class CaloDomain:
             "cells below the readout threshold zeroed",
             "readout_threshold_mev": READOUT_THRESHOLD_MEV,
         }
+        if self._spots:
+            self.preprocessing["spots"] = (
+                f"after the rescaling, the cells of layer l in units of q_l = {SPOT_MEV_START} MeV * "
+                f"exp({_SPOT_GAIN} * raw[508 + l]): u >= 0.5 -> round(u) + a_l (u - round(u)), "
+                f"a_l = sigmoid({_SPOT_GAIN} * raw[511 + l] + logit({_SLOPE_START})); u < 0.5 unchanged; rescaled again"
+            )
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def with_preprocessing(self, name: str) -> CaloDomain:
@@ -209,21 +229,47 @@ class CaloDomain:
         return torch.minimum(v, self._value_cap * e_mev) if self._threshold_units else v  # fractions: the clamp caps
 
     def _fractions(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Raw generator output (B, 508) -> the 507 values as fractions of E_inc, in float32.
+        """Raw generator output (B, 507 + extras) -> the 507 values as fractions of E_inc, in float32.
 
-        ReLU on the 507 values, the 504 cells rescaled to sum to the response given by the
-        last raw value, then the readout threshold (see the module docstring).
+        ReLU on the 507 values, the 504 cells rescaled to sum to the response given by raw
+        value 507 (with spots: quantised and rescaled again), then the readout threshold
+        (see the module docstring).
         """
         raw = raw.float()
         frac = torch.expm1(raw[:, : N_CELLS + N_LAYERS].clamp(0.0, self._x_cap)) * self._unit_fraction(conditions, raw)
-        if self._threshold_units:
-            frac = frac.clamp_max(self._value_cap)
         cells, overflow = frac[:, :N_CELLS], frac[:, N_CELLS:]
-        response = F.softplus(raw[:, N_CELLS + N_LAYERS :] + _RESPONSE_OFFSET)
+        if self._threshold_units:  # the cells' scale is set by the rescaling below (as in decode)
+            overflow = overflow.clamp_max(self._value_cap)
+        response = F.softplus(raw[:, N_CELLS + N_LAYERS : N_CELLS + N_LAYERS + 1] + _RESPONSE_OFFSET)
         cells = cells * (response / (cells.sum(dim=1, keepdim=True) + 1e-12))
+        if self._spots:  # in physical units (the scale before the rescaling is arbitrary), then the sum again
+            cells = self._quantise_spots(cells, raw, conditions)
+            cells = cells * (response / (cells.sum(dim=1, keepdim=True) + 1e-12))
         threshold = READOUT_THRESHOLD_MEV / (1000.0 * conditions[:, :1].to(cells))  # as a fraction of E_inc
         cells = torch.where(cells >= threshold, cells, torch.zeros_like(cells))
         return torch.cat([cells, overflow], dim=1)
+
+    def _quantise_spots(self, cells: torch.Tensor, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Cells (B, 504) as fractions of E_inc -> the same, in whole spots of a learned energy per layer.
+
+        The reference simulator (GFLASH) deposits a shower as spots of nearly equal energy (11 MeV
+        +- 5 % for e+), so a sparse cell holds 1, 2, 3... spots and almost never half of one;
+        an MLP's smooth outputs cannot make that comb of peaks. Here a cell of u >= 0.5 spots
+        (u = cell / q_l, q_l the layer's spot energy per shower, from the generator's head) becomes
+        round(u) + a_l (u - round(u)): a staircase whose slope a_l is the spread of the peaks
+        (a_l -> 1 turns the quantisation off, as the critic demands). A cell below half a spot is
+        left alone (the faint halo). The rounding passes the gradient straight through to the
+        cells; q_l and a_l get the exact gradient of the staircase.
+        """
+        k = N_CELLS + N_LAYERS + 1  # raw layout: 507 values, the response, N_LAYERS log spot energies, N_LAYERS slopes
+        e_mev = 1000.0 * conditions[:, :1].to(cells)
+        q = SPOT_MEV_START * torch.exp(_SPOT_GAIN * raw[:, k : k + N_LAYERS].float()) / e_mev  # (B, 3), fractions
+        slope = torch.sigmoid(_SPOT_GAIN * raw[:, k + N_LAYERS : k + 2 * N_LAYERS].float() + _SLOPE_LOGIT)
+        per_cell = _LAYER_OF_CELL.to(cells.device)
+        q_cell, slope_cell = q[:, per_cell], slope[:, per_cell]
+        u = cells / q_cell
+        residual = torch.where(u >= 0.5, u - torch.round(u), torch.zeros_like(u)).detach()
+        return cells - (1.0 - slope_cell) * residual * q_cell
 
     def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Raw generator output (B, 508) -> network-space showers (B, 507), differentiable."""
@@ -243,8 +289,11 @@ class CaloDomain:
         unit = self._unit_fraction(conditions, raw)
         out = raw[:, : N_CELLS + N_LAYERS].clamp(0.0, self._x_cap).expm1_()  # in units of unit x E
         cells, overflow = out[:, :N_CELLS], out[:, N_CELLS:]
-        response = F.softplus(raw[:, N_CELLS + N_LAYERS :] + _RESPONSE_OFFSET)
+        response = F.softplus(raw[:, N_CELLS + N_LAYERS : N_CELLS + N_LAYERS + 1] + _RESPONSE_OFFSET)
         cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12 / unit))
+        if self._spots:  # a few extra passes; only this variant pays them
+            cells.copy_(self._quantise_spots(cells / e_mev, raw, conditions))
+            cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12))
         cells.masked_fill_(cells < READOUT_THRESHOLD_MEV, 0.0)
         overflow.mul_(unit * e_mev)
         if self._threshold_units:  # the clamp above does not bound an overflow value by 1.5 E here

@@ -153,10 +153,22 @@ class MLPGenerator(nn.Module):
         return torch.relu(x) if self.config.output_activation == "relu" else x
 
     def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A state dict saved without output noise -> one for this generator (the noise at its initial sigma)."""
-        if self.noise_log_sigma is None or "noise_log_sigma.weight" in state:
-            return state
-        return {**state, **{f"noise_log_sigma.{k}": v.detach().clone() for k, v in self.noise_log_sigma.state_dict().items()}}
+        """A state dict of an older form of this generator -> one that loads.
+
+        Output noise added since: at its initial sigma. Head outputs appended since (the domain's
+        extra outputs grew): their weights and biases start at zero, so the old outputs are
+        unchanged and the new ones start at the domain's raw value 0. Also applies to optimizer
+        moments stored under the same names (zero moments for the new rows).
+        """
+        if self.noise_log_sigma is not None and "noise_log_sigma.weight" not in state:
+            fresh = {f"noise_log_sigma.{k}": v.detach().clone() for k, v in self.noise_log_sigma.state_dict().items()}
+            state = {**state, **fresh}
+        if self.extra_out is not None:
+            for name in ("extra_out.weight", "extra_out.bias"):
+                old, rows = state.get(name), self.extra_out.out_features
+                if old is not None and old.shape[0] < rows:
+                    state = {**state, name: torch.cat([old, old.new_zeros(rows - old.shape[0], *old.shape[1:])])}
+        return state
 
     def _stack(
         self,

@@ -237,15 +237,15 @@ def test_toy_domain_trains_and_samples_with_the_same_code(toy_domain, tmp_path: 
 
 def test_calo_fused_decode_matches_network_output_then_from_network(calo):
     torch.manual_seed(0)
-    raw = torch.randn(256, 508) * 3.0
-    raw[:, -1] = torch.randn(256) * 0.5
+    raw = torch.randn(256, 507 + calo.generator_extra_outputs) * 3.0
+    raw[:, 507:] = torch.randn(256, calo.generator_extra_outputs) * 0.5  # response (and spot energies, slopes)
     e = torch.rand(256, 1) * 99.0 + 1.0
     expected = calo.from_network(calo.network_output(raw, e), e)
     fused = calo.decode(raw.clone(), e)
     torch.testing.assert_close(fused, expected, rtol=1e-4, atol=1e-6)
     assert (fused[:, :504] == 0).sum() == (expected[:, :504] == 0).sum()  # same cells under threshold
     raw[:, :504] = -10.0
-    raw[:, 7], raw[:, -1] = 1.0, 4.0  # one lit cell, response softplus(4 + 0.54) = 4.5 E: capped at 1.5 E
+    raw[:, 7], raw[:, 507] = 1.0, 4.0  # one lit cell, response softplus(4 + 0.54) = 4.5 E: capped at 1.5 E
     capped = calo.decode(raw.clone(), e)
     torch.testing.assert_close(capped, calo.from_network(calo.network_output(raw, e), e), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(capped[:, 7], 1.5 * 1000.0 * e[:, 0])
@@ -254,3 +254,31 @@ def test_calo_fused_decode_matches_network_output_then_from_network(calo):
     torch.testing.assert_close(capped, calo.from_network(calo.network_output(raw, e), e), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(capped[:, 505], 1.5 * 1000.0 * e[:, 0])
 
+
+
+def test_spot_variant_quantises_cells_in_learned_spot_energies():
+    from emulator.domains.calo import SPOT_MEV_START
+    from physics_data.calo.geometry import READOUT_THRESHOLD_MEV
+
+    spots, plain = get_domain("calo", "log1p_threshold_spots"), get_domain("calo", "log1p_threshold")
+    assert spots.generator_extra_outputs == 7 and "spots" in spots.preprocessing
+    e = torch.tensor([[20.0]])
+    cells_mev = torch.tensor([4.0, 11.0, 16.0, 23.0, 100.0]) * SPOT_MEV_START / 10.0
+    raw = torch.full((1, 514), -10.0)
+    raw[0, :5] = torch.log1p(cells_mev / READOUT_THRESHOLD_MEV)
+    raw[0, 5] = math.log1p((20_000.0 - cells_mev.sum().item()) / READOUT_THRESHOLD_MEV)  # the core: sum = R E
+    raw[0, 507:511] = 0.0  # response 1, spot energy SPOT_MEV_START in every layer
+    raw[0, 511:] = -10.0  # staircase slope ~0: whole spots
+    out = spots.from_network(spots.network_output(raw, e), e)[0, :6]
+    torch.testing.assert_close(out[:5] / out[1], torch.tensor([0.4, 1.0, 2.0, 2.0, 10.0]), rtol=1e-3, atol=0)
+    assert out.sum().item() == pytest.approx(20_000.0, rel=1e-4)  # the response still fixes the total
+    torch.testing.assert_close(spots.decode(raw.clone(), e)[0, :6], out, rtol=1e-4, atol=1e-4)
+    raw[0, 511:] = 10.0  # slope ~1: no quantisation, the plain variant's shower
+    torch.testing.assert_close(
+        spots.network_output(raw, e), plain.network_output(raw[:, :508], e), rtol=1e-3, atol=1e-3
+    )
+    raw = raw.clone().requires_grad_(True)
+    raw.data[0, 511:] = 0.0
+    (grad,) = torch.autograd.grad(spots.network_output(raw, e)[0, :5].pow(2).sum(), raw)
+    assert torch.isfinite(grad).all()
+    assert grad[0, 508] != 0 and grad[0, 511] != 0 and (grad[0, :5] != 0).all()  # spot energy, slope, cells
