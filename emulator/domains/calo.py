@@ -72,11 +72,14 @@ SPOT_MEV_START = 10.0
 """Spot energy (MeV) of the ``log1p_threshold_spots`` output at a raw value of 0; the generator learns its own."""
 _SPOT_GAIN = 5.0  # learning-rate multiplier of the spot energy's log and the staircase slope's logit (as NOISE_SIGMA_GAIN)
 _SLOPE_START = 0.25  # staircase slope at a raw value of 0 (0: whole spots only, 1: no quantisation)
+_FAINT_START = 0.9  # scale of cells below half a spot at a raw value of 0 (1: unchanged)
+_FAINT_GAIN = 20.0  # its logit's learning-rate multiplier: killing the faint cells needs a logit shift of ~8
 
 _THRESHOLD_X_CAP = math.log1p(1.5e7 / READOUT_THRESHOLD_MEV)  # 1.5 x 10 TeV: finite for any extrapolation
 
 _RESPONSE_OFFSET = math.log(math.e - 1.0)  # softplus(0 + offset) = 1: the response starts at 1
 _SLOPE_LOGIT = math.log(_SLOPE_START / (1.0 - _SLOPE_START))
+_FAINT_LOGIT = math.log(_FAINT_START / (1.0 - _FAINT_START))
 
 _SOFT_ZERO = 0.02  # network-space scale of the soft "cell is lit" count given to the critic
 
@@ -168,7 +171,7 @@ class CaloDomain:
         self._threshold_units = preprocessing != "log1p_fraction"
         self._spots = preprocessing == "log1p_threshold_spots"
         # the response R, then with spots per layer the log spot energy and the staircase slope's logit
-        self.generator_extra_outputs = 1 + 2 * N_LAYERS * self._spots
+        self.generator_extra_outputs = 1 + 3 * N_LAYERS * self._spots
         # network values are clamped to [0, x_cap] before expm1; with fraction units x_cap is the 1.5 E cap itself
         self._x_cap = _THRESHOLD_X_CAP if self._threshold_units else X_MAX
         # the largest value as a fraction of E_inc (1.5, up to rounding with fraction units)
@@ -196,7 +199,8 @@ class CaloDomain:
             self.preprocessing["spots"] = (
                 f"after the rescaling, the cells of layer l in units of q_l = {SPOT_MEV_START} MeV * "
                 f"exp({_SPOT_GAIN} * raw[508 + l]): u >= 0.5 -> round(u) + a_l (u - round(u)), "
-                f"a_l = sigmoid({_SPOT_GAIN} * raw[511 + l] + logit({_SLOPE_START})); u < 0.5 unchanged; rescaled again"
+                f"a_l = sigmoid({_SPOT_GAIN} * raw[511 + l] + logit({_SLOPE_START})); u < 0.5 -> b_l u, "
+                f"b_l = sigmoid({_FAINT_GAIN} * raw[514 + l] + logit({_FAINT_START})); rescaled again"
             )
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -258,18 +262,24 @@ class CaloDomain:
         (u = cell / q_l, q_l the layer's spot energy per shower, from the generator's head) becomes
         round(u) + a_l (u - round(u)): a staircase whose slope a_l is the spread of the peaks
         (a_l -> 1 turns the quantisation off, as the critic demands). A cell below half a spot is
-        left alone (the faint halo). The rounding passes the gradient straight through to the
-        cells; q_l and a_l get the exact gradient of the staircase.
+        scaled by b_l: the faint halo of the generator's noise survives the response's rescaling
+        (x ~300 for e+) as cells of a few MeV, where the reference has almost none in layer 0;
+        b_l -> 0 sends them under the readout threshold, b_l = 1 keeps them (layer 1's real faint
+        cells). Rounding and scaling pass the gradient straight through to the cells; q_l, a_l
+        and b_l get the exact gradient.
         """
-        k = N_CELLS + N_LAYERS + 1  # raw layout: 507 values, the response, N_LAYERS log spot energies, N_LAYERS slopes
+        k = N_CELLS + N_LAYERS + 1  # raw layout: 507 values, the response, then per layer log q, slope, faint scale
         e_mev = 1000.0 * conditions[:, :1].to(cells)
         q = SPOT_MEV_START * torch.exp(_SPOT_GAIN * raw[:, k : k + N_LAYERS].float()) / e_mev  # (B, 3), fractions
         slope = torch.sigmoid(_SPOT_GAIN * raw[:, k + N_LAYERS : k + 2 * N_LAYERS].float() + _SLOPE_LOGIT)
+        faint = torch.sigmoid(_FAINT_GAIN * raw[:, k + 2 * N_LAYERS : k + 3 * N_LAYERS].float() + _FAINT_LOGIT)
         per_cell = _LAYER_OF_CELL.to(cells.device)
-        q_cell, slope_cell = q[:, per_cell], slope[:, per_cell]
-        u = cells / q_cell
-        residual = torch.where(u >= 0.5, u - torch.round(u), torch.zeros_like(u)).detach()
-        return cells - (1.0 - slope_cell) * residual * q_cell
+        q_cell, slope_cell, faint_cell = q[:, per_cell], slope[:, per_cell], faint[:, per_cell]
+        u = cells.detach() / q_cell.detach()
+        whole = u >= 0.5
+        residual = torch.where(whole, u - torch.round(u), torch.zeros_like(u))
+        change = torch.where(whole, (slope_cell - 1.0) * residual * q_cell, (faint_cell - 1.0) * cells.detach())
+        return cells + change
 
     def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Raw generator output (B, 508) -> network-space showers (B, 507), differentiable."""

@@ -261,14 +261,15 @@ def test_spot_variant_quantises_cells_in_learned_spot_energies():
     from physics_data.calo.geometry import READOUT_THRESHOLD_MEV
 
     spots, plain = get_domain("calo", "log1p_threshold_spots"), get_domain("calo", "log1p_threshold")
-    assert spots.generator_extra_outputs == 7 and "spots" in spots.preprocessing
+    assert spots.generator_extra_outputs == 10 and "spots" in spots.preprocessing
     e = torch.tensor([[20.0]])
     cells_mev = torch.tensor([4.0, 11.0, 16.0, 23.0, 100.0]) * SPOT_MEV_START / 10.0
-    raw = torch.full((1, 514), -10.0)
+    raw = torch.full((1, 517), -10.0)
     raw[0, :5] = torch.log1p(cells_mev / READOUT_THRESHOLD_MEV)
     raw[0, 5] = math.log1p((20_000.0 - cells_mev.sum().item()) / READOUT_THRESHOLD_MEV)  # the core: sum = R E
     raw[0, 507:511] = 0.0  # response 1, spot energy SPOT_MEV_START in every layer
-    raw[0, 511:] = -10.0  # staircase slope ~0: whole spots
+    raw[0, 511:514] = -10.0  # staircase slope ~0: whole spots
+    raw[0, 514:] = 10.0  # cells below half a spot kept as they are
     out = spots.from_network(spots.network_output(raw, e), e)[0, :6]
     torch.testing.assert_close(out[:5] / out[1], torch.tensor([0.4, 1.0, 2.0, 2.0, 10.0]), rtol=1e-3, atol=0)
     assert out.sum().item() == pytest.approx(20_000.0, rel=1e-4)  # the response still fixes the total
@@ -277,8 +278,11 @@ def test_spot_variant_quantises_cells_in_learned_spot_energies():
     torch.testing.assert_close(
         spots.network_output(raw, e), plain.network_output(raw[:, :508], e), rtol=1e-3, atol=1e-3
     )
+    raw[0, 511:514], raw[0, 514:] = -10.0, -10.0  # faint scale ~0: the 0.4-spot cell goes under the threshold
+    out = spots.from_network(spots.network_output(raw, e), e)[0, :6]
+    assert out[0] == 0 and (out[1:] > 0).all()
     raw = raw.clone().requires_grad_(True)
     raw.data[0, 511:] = 0.0
     (grad,) = torch.autograd.grad(spots.network_output(raw, e)[0, :5].pow(2).sum(), raw)
-    assert torch.isfinite(grad).all()
-    assert grad[0, 508] != 0 and grad[0, 511] != 0 and (grad[0, :5] != 0).all()  # spot energy, slope, cells
+    assert torch.isfinite(grad).all() and (grad[0, :5] != 0).all()  # the cells
+    assert grad[0, 508] != 0 and grad[0, 511] != 0 and grad[0, 514] != 0  # spot energy, slope, faint scale

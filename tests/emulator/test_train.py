@@ -171,7 +171,7 @@ def test_warm_start_adds_output_noise_that_trains(tiny_data, tmp_path):
 
 
 def test_warm_start_grows_the_generator_head_for_spot_quantisation(tiny_data, tmp_path):
-    """log1p_threshold -> log1p_threshold_spots: the head's 6 new outputs start at zero and train, with Adam moments."""
+    """log1p_threshold -> log1p_threshold_spots: the head's 9 new outputs start at zero and train, with Adam moments."""
     head = {"g_head_hidden": [8], "preprocessing": "log1p_threshold"}
     train_func(tiny_config(tiny_data, tmp_path / "b", steps=2, **head))
     start = tmp_path / "b" / "run" / "checkpoints" / "step-00000002"
@@ -180,11 +180,11 @@ def test_warm_start_grows_the_generator_head_for_spot_quantisation(tiny_data, tm
     train_func(tiny_config(tiny_data, tmp_path / "s", steps=3, init_from=str(start), checkpoint_every=1, **spots))
     t = load_file(str(tmp_path / "s" / "run" / "checkpoints" / "step-00000003" / "tensors.safetensors"))
     w = t["generator.extra_out.weight"]
-    assert old.shape[0] == 1 and w.shape[0] == 7 and w[1:].abs().sum() > 0, "the new rows train from zero"
+    assert old.shape[0] == 1 and w.shape[0] == 10 and w[1:].abs().sum() > 0, "the new rows train from zero"
     moments = [v.shape for k, v in t.items() if k.startswith("optim_g.") and k.endswith(".exp_avg")]
     assert tuple(w.shape) in [tuple(m) for m in moments], "the grown head has Adam moments of its shape"
     sampler = Sampler.from_dir(tmp_path / "s" / "model", device="cpu")
-    assert sampler.domain.generator_extra_outputs == 7
+    assert sampler.domain.generator_extra_outputs == 10
     block = sampler.generate(50, parse_conditions(sampler.domain, 10.0, 50), seed=0)
     assert np.isfinite(block.samples).all() and (block.samples >= 0).all()
 
