@@ -72,8 +72,8 @@ SPOT_MEV_START = 10.0
 """Spot energy (MeV) of the ``log1p_threshold_spots`` output at a raw value of 0; the generator learns its own."""
 _SPOT_GAIN = 5.0  # learning-rate multiplier of the spot energy's log and the staircase slope's logit (as NOISE_SIGMA_GAIN)
 _SLOPE_START = 0.25  # staircase slope at a raw value of 0 (0: whole spots only, 1: no quantisation)
-_FAINT_START = 0.9  # scale of cells below half a spot at a raw value of 0 (1: unchanged)
-_FAINT_GAIN = 20.0  # its logit's learning-rate multiplier: killing the faint cells needs a logit shift of ~8
+_FAINT_START = 0.003  # scale of cells below half a spot at a raw value of 0: under the readout threshold
+_FAINT_GAIN = 20.0  # its logit's learning-rate multiplier: keeping the faint cells needs a logit shift of ~8
 
 _THRESHOLD_X_CAP = math.log1p(1.5e7 / READOUT_THRESHOLD_MEV)  # 1.5 x 10 TeV: finite for any extrapolation
 
@@ -265,8 +265,10 @@ class CaloDomain:
         scaled by b_l: the faint halo of the generator's noise survives the response's rescaling
         (x ~300 for e+) as cells of a few MeV, where the reference has almost none in layer 0;
         b_l -> 0 sends them under the readout threshold, b_l = 1 keeps them (layer 1's real faint
-        cells). Rounding and scaling pass the gradient straight through to the cells; q_l, a_l
-        and b_l get the exact gradient.
+        cells). b_l starts at 0.003 (faint cells gone): started at 0.9 it rose to 1 in layer 0 (e+),
+        as the critic's local gradient pulls a faint cell up towards the 1-spot peak, never down
+        under the threshold. Rounding and scaling pass the gradient straight through to the
+        cells; q_l, a_l and b_l get the exact gradient.
         """
         k = N_CELLS + N_LAYERS + 1  # raw layout: 507 values, the response, then per layer log q, slope, faint scale
         e_mev = 1000.0 * conditions[:, :1].to(cells)
