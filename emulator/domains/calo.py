@@ -38,7 +38,8 @@ the same one (``get_domain(name, preprocessing)``).
 
 A third variant, ``log1p_threshold_spots``, has the same units and quantises the generator's
 cells in whole GFLASH-like spots (``CaloDomain._quantise_spots``): the generator's head emits per
-layer a spot energy and a staircase slope (raw values 508-513) besides the response.
+layer a spot energy, a staircase slope and a scale for cells below half a spot (raw values
+508-516) besides the response. An experiment, not shipped (README).
 
 Condition features: log10(E / 1 GeV) / 2, which maps 1-100 GeV onto [0, 1].
 """
@@ -170,7 +171,7 @@ class CaloDomain:
             raise ValueError(f"unknown calo preprocessing {preprocessing!r}; choose one of {', '.join(UNITS)}")
         self._threshold_units = preprocessing != "log1p_fraction"
         self._spots = preprocessing == "log1p_threshold_spots"
-        # the response R, then with spots per layer the log spot energy and the staircase slope's logit
+        # the response R, then with spots per layer the log spot energy, the staircase slope and the faint scale
         self.generator_extra_outputs = 1 + 3 * N_LAYERS * self._spots
         # network values are clamped to [0, x_cap] before expm1; with fraction units x_cap is the 1.5 E cap itself
         self._x_cap = _THRESHOLD_X_CAP if self._threshold_units else X_MAX
@@ -284,13 +285,13 @@ class CaloDomain:
         return cells + change
 
     def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Raw generator output (B, 508) -> network-space showers (B, 507), differentiable."""
+        """Raw generator output (B, 507 + extras) -> network-space showers (B, 507), differentiable."""
         frac = self._fractions(raw, conditions)
         return torch.log1p(frac / self._unit_fraction(conditions, frac))
 
     @torch.inference_mode()
     def decode(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Raw generator output (B, 508) -> MeV (B, 507): ``from_network(network_output(raw))``
+        """Raw generator output (B, 507 + extras) -> MeV (B, 507): ``from_network(network_output(raw))``
         up to float rounding, in six in-place passes over one buffer.
 
         Sampling spends its time here after the matmuls; the round trip through log1p/expm1
