@@ -210,6 +210,10 @@ def render_model_card(card: dict) -> str:
             mark = "pass" if c.get("passed") else "FAIL"
             value = c.get("value")
             shown = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+            if isinstance(c.get("value_err"), (int, float)):
+                shown += f" ± {c['value_err']:.2g}"
+            if c.get("resolved") is False:  # the samples cannot show a deviation of the threshold's size
+                mark += " (unresolved: in some bin the statistical error cannot resolve the threshold)"
             lines.append(f"| {c.get('name')} | {c.get('threshold')} | {shown} | {c.get('where') or ''} | {mark} |")
         lines.append("")
     for title, key in (("Training data", "training_data"), ("Hyperparameters", "hyperparameters"),
@@ -232,7 +236,7 @@ def render_model_card(card: dict) -> str:
 def validation_summary(metrics: dict, report: str) -> dict:
     """The card's ``validation`` entry: the headline numbers and every threshold check of a report."""
     checks = [
-        {k: c.get(k) for k in ("name", "description", "threshold", "value", "where", "passed")}
+        {k: c.get(k) for k in ("name", "description", "threshold", "value", "value_err", "where", "passed", "resolved")}
         for c in metrics.get("checks", [])
     ]
     return {

@@ -90,3 +90,22 @@ def test_model_trained_with_other_preprocessing_is_refused(tmp_path):
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InvalidModelDir, match="trained with preprocessing"):
         load_model_dir(path)
+
+
+def test_card_shows_errors_and_unresolved_checks(tmp_path):
+    from emulator.checkpoint import record_validation
+
+    gen = MLPGenerator(MLPGeneratorConfig(507, 1, latent_dim=8, hidden=(16,)))
+    path = export_model(tmp_path / "m", gen, get_domain("calo"), {"name": "m", "domain": "calo", "version": "1"})
+    checks = [
+        {"name": "response_mean", "description": "d", "threshold": 0.01, "value": 0.032, "value_err": 0.011,
+         "where": "energy 50-60 GeV", "passed": True, "resolved": False},
+        {"name": "separation_power", "description": "d", "threshold": 0.1, "value": 0.06, "where": "E_0",
+         "passed": True, "resolved": True},
+    ]  # fmt: skip
+    (tmp_path / "metrics.json").write_text(json.dumps({"passed": True, "checks": checks}))
+    validation = record_validation(path, tmp_path / "metrics.json")
+    assert validation["checks"][0]["resolved"] is False
+    text = (path / "MODEL_CARD.md").read_text()
+    assert "| response_mean | 0.01 | 0.032 ± 0.011 | energy 50-60 GeV | pass (unresolved" in text
+    assert "| separation_power | 0.1 | 0.06 | E_0 | pass |" in text
