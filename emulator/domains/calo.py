@@ -164,15 +164,15 @@ class CaloDomain:
         "E_ratio_0", "E_ratio_1",
     )  # fmt: skip  # the best-checkpoint choice; E_ratio, sigma_0, sparsity_2: what the 1.3 classifiers used most
     critic_feature_dim = 31 + N_LAYERS * len(_SPECTRUM_CENTRES)
-    generator_extra_outputs = 1  # the response R (see network_output)
 
     def __init__(self, preprocessing: str = UNITS[0]) -> None:
         if preprocessing not in UNITS:
             raise ValueError(f"unknown calo preprocessing {preprocessing!r}; choose one of {', '.join(UNITS)}")
         self._threshold_units = preprocessing != "log1p_fraction"
         self._spots = preprocessing == "log1p_threshold_spots"
-        # the response R, then with spots per layer the log spot energy, the staircase slope and the faint scale
-        self.generator_extra_outputs = 1 + 3 * N_LAYERS * self._spots
+        # the response R (see network_output), then with spots per layer the log spot energy, the staircase
+        # slope and the faint scale
+        self.generator_extra_outputs: int = 1 + 3 * N_LAYERS * self._spots
         # network values are clamped to [0, x_cap] before expm1; with fraction units x_cap is the 1.5 E cap itself
         self._x_cap = _THRESHOLD_X_CAP if self._threshold_units else X_MAX
         # the largest value as a fraction of E_inc (1.5, up to rounding with fraction units)

@@ -238,7 +238,7 @@ def test_toy_domain_trains_and_samples_with_the_same_code(toy_domain, tmp_path: 
 def test_calo_fused_decode_matches_network_output_then_from_network(calo):
     torch.manual_seed(0)
     raw = torch.randn(256, 507 + calo.generator_extra_outputs) * 3.0
-    raw[:, 507:] = torch.randn(256, calo.generator_extra_outputs) * 0.5  # response (and spot energies, slopes)
+    raw[:, 507:] = torch.randn(256, calo.generator_extra_outputs) * 0.5  # response (and the spot variant's per-layer outputs)
     e = torch.rand(256, 1) * 99.0 + 1.0
     expected = calo.from_network(calo.network_output(raw, e), e)
     fused = calo.decode(raw.clone(), e)
