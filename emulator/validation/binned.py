@@ -4,7 +4,10 @@ A domain describes a statistic once (:class:`~emulator.validation.samples.Binned
 a power spectrum, a pixel histogram, Minkowski functionals at several thresholds) and gives
 each sample's vector of values. :func:`compare_binned` reduces both sets to per-bin means with
 errors from the sample-to-sample scatter (std / sqrt(N), so correlations between the bins
-or pixels of one sample are accounted for) and the deviation
+or pixels of one sample are accounted for) and the deviation. Samples that are not independent
+of each other (the 48 slices cut from one simulated box share its large-scale modes) carry a
+group label; their error is then the scatter of the group means / sqrt(number of groups), a
+block estimate that stays honest however strongly the members of a group are correlated.
 
     dev = (mean_gen - mean_ref) / |mean_ref|          (relative_to = "bin"; ratio - 1)
     dev = (mean_gen - mean_ref) / max_bins |mean_ref|  (relative_to = "max")
@@ -25,10 +28,22 @@ from emulator.validation.samples import BinnedStatistic
 __all__ = ["compare_all", "compare_binned"]
 
 
-def _mean_and_error(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-bin mean and its standard error (0 for a single sample: no scatter to estimate from)."""
+def _mean_and_error(values: np.ndarray, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and its standard error (0 for a single sample: no scatter to estimate from).
+
+    With ``groups`` (N,) labels and at least two groups, the error is the standard error of the
+    group means (a block estimate: correlations inside a group are accounted for); one group
+    alone gives no block scatter, so the per-sample estimate is used.
+    """
     n = len(values)
     mean = values.mean(axis=0)
+    if groups is not None:
+        labels, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        if len(labels) > 1:
+            sums = np.zeros((len(labels), values.shape[1]))
+            np.add.at(sums, inverse, values)
+            block_means = sums / np.bincount(inverse)[:, None]
+            return mean, block_means.std(axis=0, ddof=1) / np.sqrt(len(labels))
     err = values.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mean)
     return mean, err
 
@@ -39,6 +54,8 @@ def compare_binned(
     reference: np.ndarray,
     generated_counts: np.ndarray | None = None,
     reference_counts: np.ndarray | None = None,
+    generated_groups: np.ndarray | None = None,
+    reference_groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per-bin means, errors, gen/ref ratio and deviation of one binned statistic (lists, JSON-ready).
 
@@ -47,6 +64,8 @@ def compare_binned(
         generated, reference: (N, n_bins) per-sample values.
         generated_counts, reference_counts: optional (N, n_bins) entries behind each value;
             their totals per bin are reported as ``counts_gen`` / ``counts_ref``.
+        generated_groups, reference_groups: optional (N,) labels of correlated samples (the
+            simulation each slice was cut from); errors are then block errors over the groups.
     """
     gen = np.asarray(generated, dtype=np.float64)
     ref = np.asarray(reference, dtype=np.float64)
@@ -56,8 +75,8 @@ def compare_binned(
             raise ValueError(f"{stat.name}: {label} values must be (N >= 1, {n_bins}), got {values.shape}")
         if not np.isfinite(values).all():
             raise ValueError(f"{stat.name}: {label} values contain NaN or inf")
-    mean_g, err_g = _mean_and_error(gen)
-    mean_r, err_r = _mean_and_error(ref)
+    mean_g, err_g = _mean_and_error(gen, generated_groups)
+    mean_r, err_r = _mean_and_error(ref, reference_groups)
     abs_r = np.abs(mean_r)
     scale = abs_r if stat.relative_to == "bin" else np.full(n_bins, abs_r.max())
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -103,12 +122,20 @@ def compare_all(
     reference: dict[str, np.ndarray],
     generated_counts: dict[str, np.ndarray] | None = None,
     reference_counts: dict[str, np.ndarray] | None = None,
+    generated_groups: np.ndarray | None = None,
+    reference_groups: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """:func:`compare_binned` for every statistic of ``stats`` (values and counts keyed by name)."""
+    """:func:`compare_binned` for every statistic of ``stats`` (values and counts keyed by name; groups shared)."""
     gen_counts, ref_counts = generated_counts or {}, reference_counts or {}
     return {
         s.name: compare_binned(
-            s, generated[s.name], reference[s.name], gen_counts.get(s.name), ref_counts.get(s.name)
+            s,
+            generated[s.name],
+            reference[s.name],
+            gen_counts.get(s.name),
+            ref_counts.get(s.name),
+            generated_groups,
+            reference_groups,
         )
         for s in stats
     }

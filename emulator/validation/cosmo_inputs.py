@@ -64,10 +64,12 @@ _DENSITY_CENTRES = tuple(float(c) for c in np.sqrt(DENSITY_EDGES[1:] * DENSITY_E
 
 @dataclass(frozen=True)
 class Slices:
-    """Native cosmo samples: conditions (N, 2) = (Omega_m, sigma_8) and maps (N, n, n) of 1+δ."""
+    """Native cosmo samples: conditions (N, 2) = (Omega_m, sigma_8), maps (N, n, n) of 1+δ, and
+    optionally the simulation each map was cut from (``groups``, (N,); None: independent maps)."""
 
     conditions: np.ndarray
     maps: np.ndarray
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.maps)
@@ -179,6 +181,7 @@ def slices_to_sampleset(slices: Slices) -> SampleSet:
         binned=binned,
         binned_counts=counts,
         examples=examples,
+        groups=slices.groups,
     )
 
 
@@ -187,9 +190,12 @@ def compare_maps(
     reference: np.ndarray,
     box_size: float,
     thresholds: ThresholdConfig | str | Path | None = "cosmo_default",
+    reference_groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Only the binned statistics of generated vs reference maps (N, n, n) and their checks.
 
+    ``reference_groups`` (N,) labels the simulation each reference map was cut from, so the
+    reference's errors are block errors over simulations (slices of one box are correlated).
     Returns ``{"statistics": {name: comparison}, "checks": [...], "passed": bool}`` with the
     thresholds' ``statistics`` checks (``cosmo_default``: the issue's P(k), PDF, peak and
     Minkowski tolerances) and its ``significance_sigma``; no classifier or distances.
@@ -200,7 +206,7 @@ def compare_maps(
         cosmo_binned(generated, box_size),
         cosmo_binned(reference, box_size),
     )
-    statistics = compare_all(stats, gen, ref, gen_counts, ref_counts)
+    statistics = compare_all(stats, gen, ref, gen_counts, ref_counts, reference_groups=reference_groups)
     z = float(thr.checks["significance_sigma"] or 0.0)
     checks = [
         c for name, tols in thr.statistics.items() for c in statistic_checks(name, statistics[name], tols, z)
@@ -223,9 +229,12 @@ class CosmoAdapter:
         return {"fields", "params"} <= hdf5_datasets(path)
 
     def load(self, path: Path, max_samples: int | None) -> tuple[Slices, dict]:
-        """The first ``max_samples`` slices; files of another box, grid or redshift are refused."""
+        """The first ``max_samples`` slices and their simulation index; files of another box, grid or
+        redshift are refused."""
+        from physics_data.cosmo.io import read_sim_index
+
         conditions, maps, attrs = _domain().read_samples(path, max_samples)
-        return Slices(conditions, maps), attrs
+        return Slices(conditions, maps, read_sim_index(path)[: len(maps)]), attrs
 
     def conditions(self, samples: Slices) -> np.ndarray:
         """(N, 2) = (Omega_m, sigma_8) of each slice."""

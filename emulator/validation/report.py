@@ -260,6 +260,8 @@ def validate(
             reference.binned,
             generated.binned_counts,
             reference.binned_counts,
+            generated.groups,
+            reference.groups,
         )
         timing["statistics"] = time.perf_counter() - t
 

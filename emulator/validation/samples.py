@@ -93,6 +93,8 @@ class SampleSet:
         binned_counts: ``{name: (N, n_bins) array}`` entries (pixels, peaks) behind each bin of a
             binned statistic, for "where the reference has at least n counts"; absent: no gating.
         examples: optional panels of a few individual samples shown side by side in the report.
+        groups: optional (N,) labels of samples that are correlated with each other (slices cut
+            from one simulated box); binned-statistic errors are then block errors over groups.
     """
 
     conditions: np.ndarray
@@ -102,6 +104,7 @@ class SampleSet:
     binned: dict[str, np.ndarray] = field(default_factory=dict)
     binned_counts: dict[str, np.ndarray] = field(default_factory=dict)
     examples: list[ImagePanel] = field(default_factory=list)
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.conditions = np.asarray(self.conditions, dtype=np.float64)
@@ -120,6 +123,8 @@ class SampleSet:
             for name, values in table.items():
                 if np.ndim(values) != 2 or np.shape(values)[0] != n:
                     raise ValueError(f"{kind} {name!r} must have shape ({n}, n_bins), got {np.shape(values)}")
+        if self.groups is not None and np.shape(self.groups) != (n,):
+            raise ValueError(f"groups must have shape ({n},), got {np.shape(self.groups)}")
 
     def __len__(self) -> int:
         return int(self.conditions.shape[0])

@@ -39,6 +39,7 @@ __all__ = [
     "InvalidFieldFile",
     "read_attrs",
     "read_fields",
+    "read_sim_index",
     "write_fields",
 ]
 
@@ -255,6 +256,17 @@ def _open(path: Path) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as exc:
         raise InvalidFieldFile(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+def read_sim_index(path: str | os.PathLike[str]) -> np.ndarray:
+    """Only the (N,) ``sim_index`` of a field file (all zeros for files written without one)."""
+    with _open(Path(path)) as f:
+        if "fields" not in f:
+            raise InvalidFieldFile(f"{path}: missing dataset 'fields' (is this a cosmo field file?)")
+        n = f["fields"].shape[0]
+        sim_index = f["sim_index"][()] if "sim_index" in f else np.zeros(n, dtype=np.int64)
+    _check_array("sim_index", sim_index, (n,), where=f"{path}: ")
+    return sim_index
 
 
 def read_fields(path: str | os.PathLike[str], load_3d: bool = True) -> FieldSet:

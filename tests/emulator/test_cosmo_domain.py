@@ -12,7 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from emulator.domains import get_domain
-from emulator.domains.cosmo import BOX_SIZE, PK_BANDS, S_MAX, TRANSFORM_A, X_MAX
+from emulator.domains.cosmo import BOX_SIZE, LOG_SPAN, PK_BANDS, S_MAX, TRANSFORM_A, X_MAX
 from emulator.models import (
     ConvCritic,
     ConvCriticConfig,
@@ -75,6 +75,27 @@ def test_from_network_is_physical_for_any_output(cosmo):
     assert (x[s <= -1] == 0).all() and X_MAX == pytest.approx(TRANSFORM_A * (1 + S_MAX) / (1 - S_MAX))
 
 
+@pytest.mark.parametrize("dtype, rtol, atol", [(torch.float64, 1e-12, 0.0), (torch.float32, 2e-5, 1e-6)])
+def test_log10_density_variant_is_invertible_and_physical(dtype, rtol, atol):
+    log = get_domain("cosmo", "log10_density")
+    assert log.preprocessing["name"] == "log10_density" and log.preprocessing["L"] == LOG_SPAN
+    x = _lognormal_maps(8, dtype=dtype).clamp(max=300.0)
+    n = log.to_network(x, None)
+    assert n.min() == -1 and n.max() < 1
+    back = log.from_network(n, None)
+    assert torch.equal(back == 0, x == 0), "empty pixels must stay exactly empty"
+    torch.testing.assert_close(back, x, rtol=rtol, atol=atol)
+    # every decade gets the same share of the network range: 1+δ = 0.1, 1, 10, 100 are 1/L apart
+    decades = log.to_network(torch.tensor([0.1, 1.0, 10.0, 100.0], dtype=torch.float64), None)
+    torch.testing.assert_close(
+        torch.diff(decades), torch.full((3,), 1 / LOG_SPAN, dtype=torch.float64), rtol=0.02, atol=0
+    )
+    wild = log.from_network(torch.randn(4, 64, 64) * 5, None)
+    assert torch.isfinite(wild).all() and (wild >= 0).all() and wild.max() <= 10 ** (LOG_SPAN * S_MAX)
+    with pytest.raises(ValueError, match="unknown cosmo preprocessing 'nope'; choose one of rodriguez_s"):
+        get_domain("cosmo", "nope")
+
+
 def test_condition_features_map_ranges_to_unit_interval(cosmo):
     c = torch.tensor([[0.101, 0.487], [0.487, 1.331], [0.294, 0.909]])
     torch.testing.assert_close(
@@ -118,7 +139,9 @@ def test_conv_generator_conditions_change_the_maps(cond_embed):
 @pytest.mark.parametrize(("layer_norm", "cond_embed"), [(False, 0), (True, 0), (True, 5)])
 def test_conv_critic_scores_each_sample_independently(layer_norm, cond_embed):
     torch.manual_seed(0)
-    cfg = ConvCriticConfig((64, 64), 2, feature_dim=3, hidden=(4, 8), layer_norm=layer_norm, cond_embed=cond_embed)
+    cfg = ConvCriticConfig(
+        (64, 64), 2, feature_dim=3, hidden=(4, 8), layer_norm=layer_norm, cond_embed=cond_embed
+    )
     critic = ConvCritic(cfg)
     x, c, f = torch.randn(4, 64 * 64), torch.rand(4, 2), torch.randn(4, 3)
     scores = critic(x, c, f)

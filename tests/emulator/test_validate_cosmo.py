@@ -122,6 +122,33 @@ def test_core_validate_reports_the_statistics_and_their_checks(maps):
         validate(gen, ref, calo_spec(), "cosmo_default", config)
 
 
+def test_block_errors_of_correlated_groups():
+    """Maps of one box share its large scales: a per-sample error would understate the reference's noise."""
+    rng = np.random.default_rng(3)
+    box_offset = np.repeat(rng.normal(0.0, 1.0, 20), 48)  # 20 boxes x 48 slices, shared offset per box
+    ref = (10.0 + box_offset + rng.normal(0.0, 0.1, len(box_offset)))[:, None]
+    stat = BinnedStatistic("s", "s", (1.0,), "x", "y")
+    naive = compare_binned(stat, ref, ref)["mean_ref_err"][0]
+    block = compare_binned(stat, ref, ref, reference_groups=np.repeat(np.arange(20), 48))["mean_ref_err"][0]
+    assert naive == pytest.approx(1.0 / np.sqrt(960), rel=0.3)  # pretends 960 independent slices
+    assert block == pytest.approx(1.0 / np.sqrt(20), rel=0.35)  # 20 independent boxes
+    one_group = compare_binned(stat, ref, ref, reference_groups=np.zeros(960))["mean_ref_err"][0]
+    assert one_group == naive  # nothing to estimate a block scatter from
+
+
+def test_adapter_reads_the_simulation_index_as_groups(tmp_path, maps):
+    from physics_data.cosmo.io import write_fields
+
+    path = tmp_path / "ref.h5"
+    params = np.tile(np.float32([0.3, 0.8, BOX_SIZE, 0.0]), (12, 1))
+    attrs = get_domain("cosmo").file_attrs()
+    names = ("omega_m", "sigma8", "box_size", "redshift")
+    write_fields(path, maps[:12], params, names, sim_index=np.repeat(np.arange(3), 4), attrs=attrs)
+    slices, _ = get_adapter("cosmo").load(path, 10)
+    np.testing.assert_array_equal(slices.groups, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    assert get_adapter("cosmo").to_sampleset(slices).groups is slices.groups
+
+
 # --- adapters and the command ------------------------------------------------------------------
 
 
