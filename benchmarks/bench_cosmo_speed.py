@@ -26,10 +26,14 @@ POINT = {"omega_m": 0.3, "sigma8": 0.8}
 
 def simulator_rate(n_sims: int, device: str) -> float:
     """Slices per second of the PM simulator over ``n_sims`` boxes (after one warm-up box)."""
-    for _ in iter_simulations(1, POINT["omega_m"], POINT["sigma8"], seed=1, device=device, power_backend="eh"):
+
+    def boxes(n: int, seed: int):
+        return iter_simulations(n, POINT["omega_m"], POINT["sigma8"], seed=seed, device=device, power_backend="eh")
+
+    for _ in boxes(1, seed=1):
         pass
     t = time.perf_counter()
-    n = sum(len(c.fields) for c in iter_simulations(n_sims, POINT["omega_m"], POINT["sigma8"], seed=2, device=device, power_backend="eh"))
+    n = sum(len(c.fields) for c in boxes(n_sims, seed=2))
     return n / (time.perf_counter() - t)
 
 

@@ -55,7 +55,9 @@ def test_shipped_cosmo_model_reproduces_its_card_on_fresh_boxes(model_dir):
     assert power.startswith("Eisenstein"), f"the CI reference below assumes EH linear power, the card says {power}"
     print(f"{model_dir.name}: issue thresholds {'met' if validation['passed'] else 'NOT met'} in its report")
 
-    ref = simulate_slices(N_BOXES, POINT["omega_m"], POINT["sigma8"], seed=424_242, device="cpu", power_backend="eh", progress=False)
+    ref = simulate_slices(
+        N_BOXES, POINT["omega_m"], POINT["sigma8"], seed=424_242, device="cpu", power_backend="eh", progress=False
+    )
     n = len(ref.fields)
     gen = sampler.generate(n, parse_conditions(sampler.domain, POINT, n), seed=7).samples
     assert np.isfinite(gen).all() and (gen >= 0).all()
