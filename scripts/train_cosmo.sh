@@ -7,7 +7,8 @@
 #   DEVICE=cpu TRAIN_SECONDS=6300 STEPS=4000 VAL_EVERY=250 RUN_ROOT=runs/cl MODELS_DIR=runs/cl/models \
 #       ARCH_ARGS="--set latent_dim=64 --set g_hidden=96,48,24,12 --set d_hidden=24,48,96,192 --set d_layer_norm=true" \
 #       EXTRA_TRAIN_ARGS="--set preprocessing=log10_density" scripts/train_cosmo.sh
-#                                                      # the 2-core CPU recipe of cosmo-slice64 1.1.0 (~2 s/step)
+#                                                      # the 2-core CPU recipe tried in session 13 (~2 s/step;
+#                                                      # not shipped, numbers in the README)
 #   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
 #                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
 #                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
@@ -18,7 +19,8 @@
 # 3. trains the conv WGAN-GP for up to TRAIN_SECONDS, exporting the best EMA generator;
 # 4. checks it at the held-out points (scripts/cosmo_heldout_check.py -> MODELS_DIR/NAME/heldout.json);
 #    exit status 1 when a threshold fails (the model directory is still written).
-# Rerun with the same RUN_ROOT to resume training (--resume) when TRAIN_SECONDS ran out.
+# Rerun with the same RUN_ROOT to resume training (--resume) when TRAIN_SECONDS ran out; TRAIN_SECONDS
+# counts the run's training time over all its calls, so raise it to continue (the same value stops at once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

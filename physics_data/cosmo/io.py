@@ -258,15 +258,19 @@ def _open(path: Path) -> h5py.File:
         raise InvalidFieldFile(f"{path}: not a readable HDF5 file ({exc})") from None
 
 
+def _read_sim_index(f: h5py.File, n: int, where: str) -> np.ndarray:
+    """The (n,) ``sim_index`` of an open field file (all zeros for files written without one)."""
+    sim_index = f["sim_index"][()] if "sim_index" in f else np.zeros(n, dtype=np.int64)
+    _check_array("sim_index", sim_index, (n,), where=where)
+    return sim_index
+
+
 def read_sim_index(path: str | os.PathLike[str]) -> np.ndarray:
     """Only the (N,) ``sim_index`` of a field file (all zeros for files written without one)."""
     with _open(Path(path)) as f:
         if "fields" not in f:
             raise InvalidFieldFile(f"{path}: missing dataset 'fields' (is this a cosmo field file?)")
-        n = f["fields"].shape[0]
-        sim_index = f["sim_index"][()] if "sim_index" in f else np.zeros(n, dtype=np.int64)
-    _check_array("sim_index", sim_index, (n,), where=f"{path}: ")
-    return sim_index
+        return _read_sim_index(f, f["fields"].shape[0], f"{path}: ")
 
 
 def read_fields(path: str | os.PathLike[str], load_3d: bool = True) -> FieldSet:
@@ -293,8 +297,7 @@ def read_fields(path: str | os.PathLike[str], load_3d: bool = True) -> FieldSet:
             raise InvalidFieldFile(
                 f"{where}dataset 'params': {params.shape[1]} columns but {len(names)} names {list(names)}"
             )
-        sim_index = f["sim_index"][()] if "sim_index" in f else np.zeros(n, dtype=np.int64)
-        _check_array("sim_index", sim_index, (n,), where=where)
+        sim_index = _read_sim_index(f, n, where)
         density = None
         if load_3d and "density_3d" in f:
             density = f["density_3d"][()]
