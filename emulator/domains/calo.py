@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from emulator.domains.base import Condition, SampleWriter
+from emulator.domains.soft_histogram import soft_histogram
 from physics_data.calo.geometry import LAYERS, N_CELLS, N_LAYERS, READOUT_THRESHOLD_MEV, layer_slices
 from physics_data.calo.observables import compute_observables
 
@@ -380,22 +381,12 @@ class CaloDomain:
         ``frac``: the 504 cells as fractions of E_inc. Bin j counts the cells with
         y = log(1 + v / readout threshold) near ``_SPECTRUM_CENTRES[j]``, with triangular weights
         that sum to 1 for every lit cell between the first and last centre (0 for an empty one).
-        A cell touches at most two neighbouring bins, so it is scattered into those two (linear
-        interpolation) instead of weighing it against all 28 kernels, which made a CPU training step
-        0.77 s instead of 0.58 s (0.53 s without the spectrum).
+        (``soft_histogram``; a CPU training step 0.58 s, 0.53 s without the spectrum).
         """
-        n_bins, (c0, c1) = len(_SPECTRUM_CENTRES), _SPECTRUM_CENTRES[:2]
+        (c0, c1) = _SPECTRUM_CENTRES[:2]
         per_threshold = 1000.0 * conditions[:, :1].to(frac) / READOUT_THRESHOLD_MEV
         t = (torch.log1p(frac * per_threshold) - c0) / (c1 - c0)  # position in bin units, (B, 504)
-        below = torch.floor(t.detach()).clamp(-1, n_bins)
-        upper_weight = t - below  # the lower bin gets 1 - this; an empty cell (t = -1) gives 0 to bin 0
-        # slots 0 and n_bins + 1 of each layer collect what falls outside the bins and are dropped
-        offset = _LAYER_OF_CELL.to(frac.device) * (n_bins + 2)
-        below = below.long()
-        counts = frac.new_zeros(frac.shape[0], N_LAYERS * (n_bins + 2))
-        counts = counts.scatter_add(1, offset + below + 1, 1.0 - upper_weight)
-        counts = counts.scatter_add(1, offset + (below + 2).clamp_max(n_bins + 1), upper_weight)
-        return counts.reshape(-1, N_LAYERS, n_bins + 2)[:, :, 1 : n_bins + 1]
+        return soft_histogram(t, len(_SPECTRUM_CENTRES), _LAYER_OF_CELL, N_LAYERS)
 
     @staticmethod
     def _hottest_pair_asymmetry(frac: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,11 @@ Condition features: each condition mapped linearly onto [0, 1] over its range.
 
 Critic features (``critic_features``, differentiable, float32): the same five log10 P(k) band
 powers, computed with torch's FFT from the network-space maps and shifted by -2 so they are
-O(1); the critic sees the spectrum directly, which is what the P(k) thresholds judge.
+O(1); the critic sees the spectrum directly, which is what the P(k) thresholds judge. Then
+10 log10 of the map's mean 1+δ (the slab's own overdensity: P(k) of x / mean - 1 cannot see it,
+and generators without this input made it vary half as much as the simulator, std 0.037 vs 0.083),
+and the pixel PDF: log1p of the soft count of pixels per bin of log10(1+δ) (``PDF_CENTRES``),
+what the pixel-PDF threshold judges.
 
 Observables (per map, all (N,) arrays, cheap enough for quick validation every few hundred
 steps): ``mean``, ``std``, ``skewness`` of 1+δ; ``log_pk_kA_B`` = log10 of the mean 2D power
@@ -54,11 +58,13 @@ import numpy as np
 import torch
 
 from emulator.domains.base import Condition, SampleWriter
+from emulator.domains.soft_histogram import soft_histogram
 
 __all__ = [
     "BOX_SIZE",
     "GRID",
     "LOG_SPAN",
+    "PDF_CENTRES",
     "PK_BANDS",
     "PREPROCESSINGS",
     "REDSHIFT",
@@ -92,6 +98,8 @@ PREPROCESSINGS = ("rodriguez_s", "log10_density")
 
 PK_BANDS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 8), (9, 16), (17, 32))
 """Power-spectrum bands in units of the fundamental k_f = 2π/BOX_SIZE (inclusive integer ranges)."""
+PDF_CENTRES: tuple[float, ...] = tuple(-2.0 + 0.25 * j for j in range(19))
+"""Bin centres in log10(1+δ) of the pixel-PDF critic features: 0.01 to 316, a quarter decade apart."""
 _MF_THRESHOLDS = (0.0, 1.0, 2.0)  # Minkowski thresholds ν in units of the map's standard deviation
 _MF_BAND = 0.5  # width of the δ(u - ν) band
 _MF_SMOOTHING = 1.0  # Gaussian smoothing in pixels before the Minkowski functionals
@@ -182,7 +190,7 @@ class CosmoDomain:
     critic_class = "ConvCritic"
     train_defaults: ClassVar[dict] = {"g_hidden": (64, 32, 16, 8), "d_hidden": (16, 32, 64, 128)}
     """Conv channel widths used when the training config leaves the (MLP-sized) defaults; CPU-sized."""
-    critic_feature_dim = len(PK_BANDS)
+    critic_feature_dim = len(PK_BANDS) + 1 + len(PDF_CENTRES)
 
     def __init__(self, preprocessing: str = PREPROCESSINGS[0]) -> None:
         if preprocessing not in PREPROCESSINGS:
@@ -243,7 +251,8 @@ class CosmoDomain:
 
     # -- training extras ----------------------------------------------------------------------
     def critic_features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """log10 P(k) - 2 in the ``PK_BANDS`` of network-space maps ``x`` (B, 64*64), differentiable, float32."""
+        """Of network-space maps ``x`` (B, 64*64), differentiable, float32: log10 P(k) - 2 in the
+        ``PK_BANDS``, 10 log10 of the mean 1+δ, and log1p of the soft pixel counts per ``PDF_CENTRES`` bin / 4."""
         key = str(x.device)
         if key not in self._bands:
             self._bands[key] = _band_matrix(GRID, BOX_SIZE).to(x.device)
@@ -251,7 +260,12 @@ class CosmoDomain:
         delta = maps / maps.mean(dim=(1, 2), keepdim=True).clamp_min(1e-3) - 1.0
         modes = torch.view_as_real(torch.fft.rfft2(delta))  # |δ_k|² as re² + im²: smooth at 0
         power = modes.square().sum(-1).flatten(1) * (BOX_SIZE**2 / GRID**4)  # P = (V/n²)² |DFT|² / V
-        return torch.log10(power @ self._bands[key] + _FEATURE_PK_FLOOR) - 2.0
+        log_pk = torch.log10(power @ self._bands[key] + _FEATURE_PK_FLOOR) - 2.0
+        mean = 10.0 * torch.log10(maps.mean(dim=(1, 2)).clamp_min(1e-3))[:, None]
+        c0, spacing = PDF_CENTRES[0], PDF_CENTRES[1] - PDF_CENTRES[0]
+        t = (torch.log10(maps.flatten(1) + 10.0**-LOG_SPAN) - c0) / spacing  # empty pixels fall below bin 0
+        pdf = torch.log1p(soft_histogram(t, len(PDF_CENTRES))[:, 0]) * 0.25  # counts up to 4096 -> <= 2.1
+        return torch.cat([log_pk, mean, pdf], dim=1)
 
     # -- physics and files --------------------------------------------------------------------
     def observables(self, samples: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:

@@ -94,6 +94,26 @@ class ConvCritic(nn.Module):
         self.head = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.out = nn.Linear(widths[-1], 1)
 
+    def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Adapt a state dict saved with fewer physics features (appended since) to this critic.
+
+        The features are the last inputs of the first fully connected layer; the weights of the new
+        ones start at zero, so the critic scores every sample exactly as before and learns to use
+        them from there (as ``MLPCritic.adapt_state_dict``; also for optimizer moments of that weight).
+        """
+        name = "head.0.weight" if self.head else "out.weight"
+        w = state[name]
+        first = self.head[0] if self.head else self.out
+        n_new = first.in_features - w.shape[1]
+        if n_new == 0:
+            return state
+        if n_new < 0 or n_new > self.config.feature_dim:
+            raise ValueError(
+                f"cannot adapt a critic with {w.shape[1]} head inputs to one with {first.in_features}: "
+                "only appended physics features are supported"
+            )
+        return {**state, name: torch.cat([w, w.new_zeros(w.shape[0], n_new)], dim=1)}
+
     def forward(self, x: torch.Tensor, c: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         b = x.shape[0]
         h = x.reshape(b, 1, *self.config.sample_shape)

@@ -12,7 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from emulator.domains import get_domain
-from emulator.domains.cosmo import BOX_SIZE, LOG_SPAN, PK_BANDS, S_MAX, TRANSFORM_A, X_MAX
+from emulator.domains.cosmo import BOX_SIZE, LOG_SPAN, PDF_CENTRES, PK_BANDS, S_MAX, TRANSFORM_A, X_MAX
 from emulator.models import (
     ConvCritic,
     ConvCriticConfig,
@@ -186,8 +186,30 @@ def test_critic_features_are_the_observed_band_powers(cosmo):
     assert feats.shape == (6, cosmo.critic_feature_dim)
     obs = cosmo.observables(maps.numpy(), np.zeros((6, 2)))
     expected = np.stack([obs[f"log_pk_k{lo}_{hi}"] for lo, hi in PK_BANDS], axis=1) - 2.0
-    np.testing.assert_allclose(feats.detach().numpy(), expected, atol=2e-3)
+    np.testing.assert_allclose(feats[:, : len(PK_BANDS)].detach().numpy(), expected, atol=2e-3)
     (grad,) = torch.autograd.grad(feats.sum(), x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("preprocessing", ["rodriguez_s", "log10_density"])
+def test_critic_features_see_the_mean_density_and_the_pixel_pdf(preprocessing):
+    """After the band powers: 10 log10 of the mean 1+δ, then log1p(soft pixel counts) / 4 per PDF_CENTRES bin.
+
+    Empty pixels (voids, 1+δ = 0) lie below the first bin and must count nowhere, not negatively.
+    """
+    cosmo = get_domain("cosmo", preprocessing)
+    maps = _lognormal_maps(4, seed=3, dtype=torch.float32)
+    x = cosmo.to_network(maps, None).reshape(4, -1).requires_grad_(True)
+    feats = cosmo.critic_features(x, None)
+    back = cosmo.from_network(x.detach().reshape(4, 64, 64), None)
+    n = len(PK_BANDS)
+    np.testing.assert_allclose(feats[:, n].detach().numpy(), 10 * np.log10(back.mean(dim=(1, 2)).numpy()), rtol=1e-5)
+    counts = torch.expm1(4.0 * feats[:, n + 1 :].detach()).double()
+    y = np.log10(back.flatten(1).double().numpy() + 10.0**-LOG_SPAN)  # empty pixels: -2.6, below every bin
+    hats = np.clip(1 - np.abs(y[:, :, None] - np.array(PDF_CENTRES)) / 0.25, 0, None)  # triangular kernels
+    np.testing.assert_allclose(counts.numpy(), hats.sum(axis=1), rtol=1e-3, atol=2e-2)
+    assert (counts.sum(dim=1) < (back > 0).sum(dim=(1, 2))).all()  # the voids count nowhere
+    (grad,) = torch.autograd.grad(feats[:, n:].sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 

@@ -9,7 +9,15 @@ import torch
 from torch import nn
 
 from emulator.domains import get_domain
-from emulator.models import MLPCritic, MLPCriticConfig, MLPGenerator, MLPGeneratorConfig, build_model
+from emulator.models import (
+    ConvCritic,
+    ConvCriticConfig,
+    MLPCritic,
+    MLPCriticConfig,
+    MLPGenerator,
+    MLPGeneratorConfig,
+    build_model,
+)
 from emulator.models.mlp_generator import NOISE_SIGMA_GAIN, noise_sigma
 
 
@@ -41,6 +49,20 @@ def test_critic_grown_by_appended_features_scores_as_before(cond_embed):
     new = MLPCritic(MLPCriticConfig(10, 1, 5, hidden=(8,), cond_embed=cond_embed))
     new.load_state_dict(new.adapt_state_dict(old.state_dict()))
     x, c, f = torch.randn(6, 10), torch.rand(6, 1), torch.randn(6, 3)
+    torch.testing.assert_close(new(x, c, torch.cat([f, torch.randn(6, 2)], 1)), old(x, c, f))
+    with pytest.raises(ValueError, match="appended physics features"):
+        old.adapt_state_dict(new.state_dict())
+
+
+@pytest.mark.parametrize("head", [(), (8,)])
+def test_conv_critic_grown_by_appended_features_scores_as_before(head):
+    """The conv critic's features enter its first fully connected layer; grown ones start at zero weight."""
+    torch.manual_seed(0)
+    config = {"sample_shape": (16, 16), "cond_dim": 2, "hidden": (2, 4), "head": head}
+    old = ConvCritic(ConvCriticConfig(feature_dim=3, **config))
+    new = ConvCritic(ConvCriticConfig(feature_dim=5, **config))
+    new.load_state_dict(new.adapt_state_dict(old.state_dict()))
+    x, c, f = torch.randn(6, 256), torch.rand(6, 2), torch.randn(6, 3)
     torch.testing.assert_close(new(x, c, torch.cat([f, torch.randn(6, 2)], 1)), old(x, c, f))
     with pytest.raises(ValueError, match="appended physics features"):
         old.adapt_state_dict(new.state_dict())
