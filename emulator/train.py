@@ -111,6 +111,7 @@ class TrainConfig:
     g_head_hidden: tuple[int, ...] = field(default=())  # separate head for the domain's extra outputs; (): none
     g_output_noise: float = 0.0  # initial sigma of learned per-output noise before the generator's ReLU; 0: none
     g_output_noise_max: float = 0.0  # upper bound of that sigma (> g_output_noise); 0: unbounded
+    g_global_offset: bool = False  # conv generator: a per-sample output offset from [z, c] (ConvGenerator doc)
     d_hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # critic hidden widths
     d_layer_norm: bool = False  # LayerNorm in the critic (never BatchNorm)
     cond_embed: int = 0  # learned condition embedding of this width in generator and critic; 0: raw features
@@ -390,10 +391,11 @@ def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
     noise = {"output_noise": cfg.g_output_noise} if cfg.g_output_noise else {}
     if cfg.g_output_noise and cfg.g_output_noise_max:  # without noise the bound is moot
         noise["output_noise_max"] = cfg.g_output_noise_max
+    offset = {"global_offset": True} if cfg.g_global_offset else {}
     gen = build_for_training(
         getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k, extra_outputs=n_extra,
         latent_dim=cfg.latent_dim, hidden=cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act,
-        **head, **embed, **noise,
+        **head, **embed, **noise, **offset,
     )  # fmt: skip
     feat_dim = int(getattr(domain, "critic_feature_dim", 0)) if cfg.critic_features else 0
     critic = build_for_training(

@@ -136,6 +136,22 @@ def test_conv_generator_conditions_change_the_maps(cond_embed):
     assert not torch.allclose(a, b)
 
 
+def test_conv_generator_global_offset_shifts_each_map_by_its_own_amount():
+    """Off at the start (a warm start from a generator without it is the same function), then one level per map."""
+    torch.manual_seed(2)
+    config = {"sample_shape": (16, 16), "cond_dim": 2, "latent_dim": 4, "hidden": (8, 4), "output_activation": "none"}
+    plain = ConvGenerator(ConvGeneratorConfig(**config))
+    grown = ConvGenerator(ConvGeneratorConfig(**config, global_offset=True))
+    grown.load_state_dict(grown.adapt_state_dict(plain.state_dict()))
+    z, c = torch.randn(5, 4), torch.rand(5, 2)
+    torch.testing.assert_close(grown(z, c), plain(z, c))
+    with torch.no_grad():
+        grown.offset.weight.normal_()
+    shift = grown(z, c) - plain(z, c)
+    torch.testing.assert_close(shift, shift[:, :1].expand_as(shift))  # the same for every pixel of a map
+    assert shift[:, 0].std() > 0.1  # and different from map to map
+
+
 @pytest.mark.parametrize(("layer_norm", "cond_embed"), [(False, 0), (True, 0), (True, 5)])
 def test_conv_critic_scores_each_sample_independently(layer_norm, cond_embed):
     torch.manual_seed(0)
@@ -259,6 +275,7 @@ def test_simulate_train_generate_and_serve(tmp_path: Path, capsys):
         "train", "cosmo", "--data", str(data), "--out", str(models / "cosmo-tiny"), "--run-dir", str(tmp_path / "run"),
         "--steps", "2", "--batch-size", "16", "--device", "cpu", "--no-progress", "--set", "latent_dim=8",
         "--set", "g_hidden=8,8,4,4", "--set", "d_hidden=4,4,8", "--set", "n_critic=1", "--set", "val_every=2",
+        "--set", "g_global_offset=true",
     ]) == 0  # fmt: skip
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 2 and np.isfinite(summary["best_score"])
@@ -268,6 +285,7 @@ def test_simulate_train_generate_and_serve(tmp_path: Path, capsys):
         "cosmo",
         [8, 8, 4, 4],
     )
+    assert config["model_args"]["global_offset"] is True  # saved, so generate and serve rebuild it
 
     out = tmp_path / "g.h5"
     assert main([
