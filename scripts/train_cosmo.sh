@@ -4,11 +4,17 @@
 #   scripts/train_cosmo.sh                              # defaults below (sized for one H100)
 #   N_SIMS=4 REF_SIMS=2 PARTICLES=32 STEPS=4 BATCH=16 EXTRA_TRAIN_ARGS="--set g_hidden=8,8,4,4 --set d_hidden=4,4,8" \
 #       DEVICE=cpu scripts/train_cosmo.sh              # a CPU smoke run
-#   DEVICE=cpu TRAIN_SECONDS=6300 STEPS=4000 VAL_EVERY=250 RUN_ROOT=runs/cl MODELS_DIR=runs/cl/models \
+#   DEVICE=cpu TRAIN_SECONDS=7900 STEPS=3200 VAL_EVERY=250 RUN_ROOT=runs/cl MODELS_DIR=runs/cl/models \
 #       ARCH_ARGS="--set latent_dim=64 --set g_hidden=96,48,24,12 --set d_hidden=24,48,96,192 --set d_layer_norm=true" \
 #       EXTRA_TRAIN_ARGS="--set preprocessing=log10_density" scripts/train_cosmo.sh
-#                                                      # the 2-core CPU recipe tried in session 13 (~2 s/step;
-#                                                      # not shipped, numbers in the README)
+#                                                      # the 2-core CPU recipe of the shipped 1.1.0 (~2.1 s/step),
+#                                                      # stage 1; its critic then saw only P(k) bands (the mean and
+#                                                      # pixel-PDF features were added after it). Stages 2 and 3: the
+#                                                      # same line with RUN_ROOT=runs/cf, TRAIN_SECONDS=10820, STEPS=8000,
+#                                                      # EXTRA_TRAIN_ARGS+=" --init-from runs/cl/cosmo-slice64/checkpoints/step-00003199",
+#                                                      # then RUN_ROOT=runs/cg, TRAIN_SECONDS=14000, EXTRA_TRAIN_ARGS+=
+#                                                      # " --set g_global_offset=true --init-from runs/cf/.../step-00004500"
+#                                                      # (TRAIN_SECONDS counts from the init checkpoint's elapsed time)
 #   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
 #                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
 #                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
