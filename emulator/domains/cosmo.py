@@ -257,11 +257,12 @@ class CosmoDomain:
         if key not in self._bands:
             self._bands[key] = _band_matrix(GRID, BOX_SIZE).to(x.device)
         maps = self.from_network(x.float().reshape(-1, *self.sample_shape), conditions)
-        delta = maps / maps.mean(dim=(1, 2), keepdim=True).clamp_min(1e-3) - 1.0
+        level = maps.mean(dim=(1, 2)).clamp_min(1e-3)  # the map's mean 1+δ
+        delta = maps / level[:, None, None] - 1.0
         modes = torch.view_as_real(torch.fft.rfft2(delta))  # |δ_k|² as re² + im²: smooth at 0
         power = modes.square().sum(-1).flatten(1) * (BOX_SIZE**2 / GRID**4)  # P = (V/n²)² |DFT|² / V
         log_pk = torch.log10(power @ self._bands[key] + _FEATURE_PK_FLOOR) - 2.0
-        mean = 10.0 * torch.log10(maps.mean(dim=(1, 2)).clamp_min(1e-3))[:, None]
+        mean = 10.0 * torch.log10(level)[:, None]
         c0, spacing = PDF_CENTRES[0], PDF_CENTRES[1] - PDF_CENTRES[0]
         t = (torch.log10(maps.flatten(1) + 10.0**-LOG_SPAN) - c0) / spacing  # empty pixels fall below bin 0
         pdf = torch.log1p(soft_histogram(t, len(PDF_CENTRES))[:, 0]) * 0.25  # counts up to 4096 -> <= 2.1

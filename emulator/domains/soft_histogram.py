@@ -27,7 +27,8 @@ def soft_histogram(
     below = torch.floor(t.detach())
     upper_weight = t - below  # the lower bin gets 1 - this
     # slots 0 and n_bins + 1 of each group collect what falls outside the bins and are dropped
-    lower_slot, upper_slot = below.long() + 1, (below.long() + 2).clamp_max(n_bins + 1)
+    lower_slot = below.long() + 1
+    upper_slot = (lower_slot + 1).clamp_max(n_bins + 1)
     if groups is not None:
         offset = groups.to(t.device) * (n_bins + 2)
         lower_slot, upper_slot = lower_slot + offset, upper_slot + offset
