@@ -220,12 +220,30 @@ def test_critic_features_see_the_mean_density_and_the_pixel_pdf(preprocessing):
     back = cosmo.from_network(x.detach().reshape(4, 64, 64), None)
     n = len(PK_BANDS)
     np.testing.assert_allclose(feats[:, n].detach().numpy(), 10 * np.log10(back.mean(dim=(1, 2)).numpy()), rtol=1e-5)
-    counts = torch.expm1(4.0 * feats[:, n + 1 :].detach()).double()
+    counts = torch.expm1(4.0 * feats[:, n + 1 : n + 1 + len(PDF_CENTRES)].detach()).double()
     y = np.log10(back.flatten(1).double().numpy() + 10.0**-LOG_SPAN)  # empty pixels: -2.6, below every bin
     hats = np.clip(1 - np.abs(y[:, :, None] - np.array(PDF_CENTRES)) / 0.25, 0, None)  # triangular kernels
     np.testing.assert_allclose(counts.numpy(), hats.sum(axis=1), rtol=1e-3, atol=2e-2)
     assert (counts.sum(dim=1) < (back > 0).sum(dim=(1, 2))).all()  # the voids count nowhere
     (grad,) = torch.autograd.grad(feats[:, n:].sum(), x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_critic_features_count_the_peaks_per_height_bin(cosmo):
+    """The last features are log1p(soft peak counts) / 2 per PDF_CENTRES bin of peak height: close to the
+    validation's hard count of 5x5 periodic maxima, and differentiable."""
+    from physics_data.cosmo.observables import peak_counts
+
+    maps = _lognormal_maps(4, seed=5, dtype=torch.float32)
+    x = cosmo.to_network(maps, None).reshape(4, -1).requires_grad_(True)
+    feats = cosmo.critic_features(x, None)
+    soft = torch.expm1(2.0 * feats[:, len(PK_BANDS) + 1 + len(PDF_CENTRES) :].detach()).double().numpy()
+    back = cosmo.from_network(x.detach().reshape(4, 64, 64), None).double().numpy()
+    edges = 10.0 ** np.array([PDF_CENTRES[0] - 0.125, *(c + 0.125 for c in PDF_CENTRES)])
+    hard = peak_counts(back, edges)  # nearest-bin counts; the soft ones split each peak between two bins
+    assert soft.sum(axis=1) == pytest.approx(hard.sum(axis=1), rel=0.03)
+    np.testing.assert_allclose(np.cumsum(soft, axis=1), np.cumsum(hard, axis=1), atol=0.05 * hard.sum(axis=1).max())
+    (grad,) = torch.autograd.grad(feats[:, -len(PDF_CENTRES) :].sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 

@@ -27,3 +27,9 @@ def test_groups_fill_their_own_histograms():
     groups = torch.tensor([0, 0, 1, 1])
     counts = soft_histogram(t, 3, groups, 2)
     torch.testing.assert_close(counts[0], torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.1]]))
+
+
+def test_weights_scale_each_values_counts():
+    t = torch.tensor([[0.0, 1.25, 1.25]])
+    w = torch.tensor([[0.5, 1.0, 0.0]])
+    torch.testing.assert_close(soft_histogram(t, 3, weights=w)[0, 0], torch.tensor([0.5, 0.75, 0.25]))
