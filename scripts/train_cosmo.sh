@@ -14,7 +14,10 @@
 #                                                      # EXTRA_TRAIN_ARGS+=" --init-from runs/cl/cosmo-slice64/checkpoints/step-00003199",
 #                                                      # then RUN_ROOT=runs/cg, TRAIN_SECONDS=14000, EXTRA_TRAIN_ARGS+=
 #                                                      # " --set g_global_offset=true --init-from runs/cf/.../step-00004500"
-#                                                      # (TRAIN_SECONDS counts from the init checkpoint's elapsed time)
+#                                                      # (TRAIN_SECONDS counts from the init checkpoint's elapsed time);
+#                                                      # stage 4 (1.2.0, critic also sees peak counts): N_SIMS=800 SEED=3
+#                                                      # RUN_ROOT=runs/cp TRAIN_SECONDS=20900 STEPS=12000, --init-from
+#                                                      # runs/cg/.../step-00005917; shipped its step 8500 (stopped there)
 #   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
 #                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
 #                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
