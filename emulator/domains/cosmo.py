@@ -40,8 +40,8 @@ O(1); the critic sees the spectrum directly, which is what the P(k) thresholds j
 and generators without this input made it vary half as much as the simulator, std 0.037 vs 0.083),
 and the pixel PDF: log1p of the soft count of pixels per bin of log10(1+δ) (``PDF_CENTRES``),
 what the pixel-PDF threshold judges. Last the peak counts, the same histogram of pixels weighted
-by how much each is a peak: sigmoid of its height above the rest of its 5x5 window (log10 units
-/ 80), so the critic sees the peak-count statistic too (1.1.0 made too few low peaks, in voids).
+by how much each is a peak: sigmoid of its height above the rest of its periodic 5x5 window, in
+units of 1/80 decade, so the critic sees the peak-count statistic too (1.1.0 made too few low peaks).
 
 Observables (per map, all (N,) arrays, cheap enough for quick validation every few hundred
 steps): ``mean``, ``std``, ``skewness`` of 1+δ; ``log_pk_kA_B`` = log10 of the mean 2D power
