@@ -217,7 +217,8 @@ def render_model_card(card: dict) -> str:
             lines.append(f"| {c.get('name')} | {c.get('threshold')} | {shown} | {c.get('where') or ''} | {mark} |")
         lines.append("")
     for title, key in (("Training data", "training_data"), ("Hyperparameters", "hyperparameters"),
-                       ("Training", "training"), ("Validation", "validation")):  # fmt: skip
+                       ("Training", "training"), ("Output calibration", "calibration"),
+                       ("Validation", "validation")):  # fmt: skip
         if card.get(key):
             lines += [f"## {title}", "", "```json", json.dumps(card[key], indent=2, default=str), "```", ""]
     lines += [

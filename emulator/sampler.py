@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from emulator.calibration import CALIBRATION_FILE, MarginalCalibration
 from emulator.conditions import ConditionSpec
 from emulator.domains import Domain, decode_samples
 
@@ -78,8 +79,15 @@ class Sampler:
     """A generator, its domain and card, ready to produce samples for given conditions and seed."""
 
     def __init__(
-        self, generator: nn.Module, domain: Domain, card: dict, name: str, device: torch.device
+        self,
+        generator: nn.Module,
+        domain: Domain,
+        card: dict,
+        name: str,
+        device: torch.device,
+        calibration: MarginalCalibration | None = None,
     ) -> None:
+        self.calibration = calibration  # applied to every decoded sample (see emulator.calibration)
         self.generator = generator.to(device).eval().requires_grad_(False)
         # a model may offer a faster inference form of the same function (MLPGenerator does)
         self.forward = generator.for_sampling() if hasattr(generator, "for_sampling") else self.generator
@@ -90,14 +98,24 @@ class Sampler:
         self.noise_dim = int(generator.noise_dim)
 
     @classmethod
-    def from_dir(cls, path: str | Path, device: str = "auto") -> Sampler:
-        """Load a shipped model directory (config.json + generator.safetensors + card.json)."""
+    def from_dir(cls, path: str | Path, device: str = "auto", calibrated: bool = True) -> Sampler:
+        """Load a shipped model directory (config.json + generator.safetensors + card.json).
+
+        Its ``calibration.safetensors``, when present, is applied unless ``calibrated`` is False
+        (how ``emulator calibrate`` sees the bare generator).
+        """
         from emulator.checkpoint import load_model_dir
 
         dev = resolve_device(device)
         loaded = load_model_dir(path, device=dev)
         name = loaded.card.get("name") or Path(path).name
-        return cls(loaded.generator, loaded.domain, loaded.card, name, dev)
+        calibration_file = Path(path) / CALIBRATION_FILE
+        calibration = MarginalCalibration.load(calibration_file) if calibrated and calibration_file.is_file() else None
+        return cls(loaded.generator, loaded.domain, loaded.card, name, dev, calibration)
+
+    def _decode(self, z: torch.Tensor, features: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        samples = decode_samples(self.domain, self.forward(z, features), cond)
+        return samples if self.calibration is None else self.calibration.apply(samples, cond)
 
     def n_blocks(self, n: int) -> int:
         """Number of blocks an ``n``-sample run is split into."""
@@ -114,13 +132,13 @@ class Sampler:
         g = torch.Generator(device=self.device).manual_seed(block_seed(seed, b))
         z = torch.randn(stop - start, self.noise_dim, generator=g, device=self.device)  # on the device: see top
         if self.device.type != "cpu":
-            return cond, decode_samples(self.domain, self.forward(z, features), cond_t)
+            return cond, self._decode(z, features, cond_t)
         # fixed slices, so the bytes depend on nothing but the block; each slice is decoded while
         # its activations are in cache (decoding whole blocks was 12 % of the CPU time)
         samples = torch.empty(stop - start, *self.domain.sample_shape)
         for i in range(0, stop - start, CPU_FORWARD_ROWS):
             rows = slice(i, i + CPU_FORWARD_ROWS)
-            samples[rows] = decode_samples(self.domain, self.forward(z[rows], features[rows]), cond_t[rows])
+            samples[rows] = self._decode(z[rows], features[rows], cond_t[rows])
         return cond, samples
 
     def _check(self, n: int, conditions: ConditionSpec, start_block: int, stop_block: int | None) -> int:

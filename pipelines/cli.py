@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("simulate", "train", "serve", "generate", "models", "validate")
+COMMANDS: tuple[str, ...] = ("simulate", "train", "calibrate", "serve", "generate", "models", "validate")
 
 
 class CLIError(Exception):

@@ -1,0 +1,101 @@
+"""``emulator calibrate``: fit a model's conditional quantile map on its training data (emulator.calibration).
+
+Writes ``calibration.safetensors`` into the model directory (atomically) and records how it was
+fitted in the card; from then on the sampler, the service, ``emulator generate`` and ``emulator
+validate`` apply it. The fit sees only the training file, never a held-out reference: run
+``emulator validate`` (or scripts/cosmo_heldout_check.py) afterwards to judge it.
+
+    emulator calibrate runs/cp/models/cosmo-slice64 --data data/cosmo/train-800.h5
+
+Needs training data with many samples per condition point (the cosmo files: 48 maps per box);
+``--remove`` deletes a model's calibration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``emulator calibrate``."""
+    p = subparsers.add_parser(
+        "calibrate",
+        help="fit a model's conditional quantile map (pixel PDF) on its training data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model_dir", type=Path, help="model directory (config.json, card.json, generator.safetensors)")
+    p.add_argument("--data", type=Path, help="the training file the model was trained on (required unless --remove)")
+    p.add_argument("--degree", type=int, default=4, help="total degree of the polynomials in the conditions (default 4)")
+    p.add_argument("--per-point", type=int, default=24, help="generated samples per training point (default 24)")
+    p.add_argument("--seed", type=int, default=0, help="generation seed (point p uses seed + p)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--remove", action="store_true", help="delete the model's calibration instead")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _record_in_card(model_dir: Path, info: dict | None) -> None:
+    from emulator.checkpoint import CARD_FILE, CARD_MD_FILE, atomic_write_text, render_model_card
+
+    card = json.loads((model_dir / CARD_FILE).read_text())
+    if info is None:
+        card.pop("calibration", None)
+    else:
+        card["calibration"] = info
+    atomic_write_text(model_dir / CARD_FILE, json.dumps(card, indent=2, default=str) + "\n")
+    atomic_write_text(model_dir / CARD_MD_FILE, render_model_card(card))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit and write the calibration (or remove it)."""
+    from emulator.calibration import CALIBRATION_FILE, fit_marginal_calibration
+    from emulator.checkpoint import InvalidModelDir
+    from emulator.sampler import Sampler
+    from pipelines.cli import CLIError
+    from pipelines.validate import generate_matching
+
+    target = args.model_dir / CALIBRATION_FILE
+    if args.remove:
+        target.unlink(missing_ok=True)
+        _record_in_card(args.model_dir, None)
+        print(f"removed the calibration of {args.model_dir}")
+        return 0
+    if args.data is None:
+        raise CLIError("--data is required: the training file the model was trained on")
+    try:
+        sampler = Sampler.from_dir(args.model_dir, device=args.device, calibrated=False)
+    except InvalidModelDir as exc:
+        raise CLIError(str(exc)) from None
+    reader = getattr(sampler.domain, "read_samples", None)
+    if reader is None:
+        raise CLIError(f"domain {sampler.domain.name!r} cannot read training files")
+    conditions, samples, _ = reader(args.data)
+    t0 = time.perf_counter()
+    progress = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        def progress(points):
+            return tqdm(points, desc="calibrating", unit="point")
+
+    calib = fit_marginal_calibration(
+        lambda cond, seed: generate_matching(sampler, cond, seed)[1],
+        conditions, samples,
+        [c.low for c in sampler.domain.conditions], [c.high for c in sampler.domain.conditions],
+        degree=args.degree, per_point=args.per_point, seed=args.seed, progress=progress,
+    )  # fmt: skip
+    calib.info |= {"data": str(args.data), "fit_seconds": round(time.perf_counter() - t0, 1)}
+    calib.save(target)
+    _record_in_card(args.model_dir, calib.info)
+    print(
+        f"wrote {target}: {calib.info['thresholds']} thresholds over 1+x in "
+        f"[{calib.info['value_range'][0]:.3g}, {calib.info['value_range'][1]:.3g}], degree {args.degree}, "
+        f"{calib.info['points']} points x {args.per_point} generated, {calib.info['fit_seconds']} s"
+    )
+    return 0

@@ -1,0 +1,146 @@
+"""The conditional quantile map (emulator.calibration): fitted, applied, stored, used by the sampler and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emulator.calibration import CALIBRATION_FILE, MarginalCalibration, fit_marginal_calibration
+from emulator.conditions import parse_conditions
+from emulator.sampler import Sampler
+from emulator.testing import make_tiny_model
+from pipelines.cli import main
+
+LOW, HIGH = [0.0, 5.0], [1.0, 5.0]  # the second condition is fixed, as box size is for the cosmo domain
+PER_SAMPLE = 512
+
+
+def _sigma(c: np.ndarray) -> np.ndarray:
+    return 0.5 + 0.5 * c
+
+
+def _reference(cond: np.ndarray, seed: int) -> np.ndarray:
+    """Lognormal values whose width grows with the condition."""
+    g = np.random.default_rng(seed).standard_normal((len(cond), PER_SAMPLE))
+    return np.exp(_sigma(cond[:, :1]) * g)
+
+
+def _biased_generator(cond: np.ndarray, seed: int) -> np.ndarray:
+    """Too narrow and too high, and 2 % empty values, like an imperfect generator."""
+    rng = np.random.default_rng(10_000 + seed)
+    x = np.exp(0.8 * _sigma(cond[:, :1]) * rng.standard_normal((len(cond), PER_SAMPLE)) + 0.3)
+    return np.where(rng.random(x.shape) < 0.02, 0.0, x)
+
+
+@pytest.fixture(scope="module")
+def calibration() -> MarginalCalibration:
+    points = np.stack([np.linspace(0.0, 1.0, 21), np.full(21, 5.0)], axis=1)
+    conditions = np.repeat(points, 8, axis=0)
+    samples = np.concatenate([_reference(points[i : i + 1].repeat(8, 0), i) for i in range(len(points))])
+    return fit_marginal_calibration(_biased_generator, conditions, samples, LOW, HIGH, degree=3, per_point=8)
+
+
+def _log_quantiles(values: np.ndarray) -> np.ndarray:
+    v = values[values > 0]
+    return np.log(np.quantile(v, [0.01, 0.1, 0.5, 0.9, 0.99]))
+
+
+def test_calibration_maps_generated_values_onto_the_reference_distribution(calibration):
+    cond = np.tile([0.37, 5.0], (64, 1))  # between the training points
+    raw = _biased_generator(cond, 99)
+    fixed = calibration.apply(torch.from_numpy(raw), torch.from_numpy(cond)).numpy()
+    want = _sigma(np.array(0.37)) * np.array([-2.326, -1.2816, 0.0, 1.2816, 2.326])  # lognormal quantiles
+    assert np.abs(_log_quantiles(raw) - want)[[0, 2]].min() > 0.25  # the generator is visibly off ...
+    # ... and calibrated it is not (the rest: the fit's noise and the cubic's bias over 21 points)
+    np.testing.assert_allclose(_log_quantiles(fixed), want, atol=0.1)
+
+
+def test_calibration_is_monotone_and_keeps_empty_values(calibration):
+    cond = np.tile([0.8, 5.0], (4, 1))
+    raw = _biased_generator(cond, 5)
+    fixed = calibration.apply(torch.from_numpy(raw).float(), torch.from_numpy(cond)).numpy()
+    assert fixed.dtype == np.float32 and fixed.shape == raw.shape
+    assert ((fixed == 0) == (raw == 0)).all()
+    for r, f in zip(raw, fixed, strict=True):
+        order = np.argsort(r, kind="stable")
+        assert (np.diff(f[order]) >= 0).all()
+
+
+def test_fixed_conditions_are_left_out_of_the_polynomials(calibration):
+    assert calibration.features(torch.tensor([[0.5, 5.0]])).shape == (1, 4)  # 1, c, c^2, c^3
+
+
+def test_save_and_load_round_trip(calibration, tmp_path: Path):
+    path = calibration.save(tmp_path / CALIBRATION_FILE)
+    loaded = MarginalCalibration.load(path)
+    x, cond = torch.rand(3, 50) * 10, torch.tensor([[0.1, 5.0], [0.5, 5.0], [0.9, 5.0]])
+    assert torch.equal(loaded.apply(x, cond), calibration.apply(x, cond))
+    assert loaded.info == calibration.info and loaded.info["points"] == 21
+
+
+def test_too_few_points_for_the_degree_is_refused():
+    cond = np.repeat([[0.2, 5.0], [0.8, 5.0]], 4, axis=0)
+    with pytest.raises(ValueError, match="distinct condition points"):
+        fit_marginal_calibration(_biased_generator, cond, _reference(cond, 0), LOW, HIGH, degree=2)
+
+
+def _shift_calibration(offset: float, shift: float) -> MarginalCalibration:
+    """Reference = generated values shifted by ``shift`` in log10(x + offset), at every condition."""
+    t = torch.linspace(-3.0, 3.0, 61, dtype=torch.float64)
+    gen = torch.zeros(1, len(t), dtype=torch.float64)
+    gen[0] = 2.0 * t  # logit P(y < t): a logistic distribution of y
+    ref = torch.zeros_like(gen)
+    ref[0] = 2.0 * (t - shift)
+    return MarginalCalibration(t, gen, ref, 0, torch.tensor([0.101, 0.487]), torch.tensor([0.487, 1.331]), offset)
+
+
+def test_sampler_applies_the_model_directorys_calibration(tmp_path: Path):
+    model = make_tiny_model(tmp_path / "cosmo-tiny", domain="cosmo")
+    offset, shift = 1e-3, 0.1
+    _shift_calibration(offset, shift).save(model / CALIBRATION_FILE)
+    calibrated = Sampler.from_dir(model, device="cpu")
+    bare = Sampler.from_dir(model, device="cpu", calibrated=False)
+    assert calibrated.calibration is not None and bare.calibration is None
+    spec = parse_conditions(bare.domain, {"omega_m": 0.3, "sigma8": 0.8}, 6)
+    raw = bare.generate(6, spec, seed=3).samples.astype(np.float64)
+    got = calibrated.generate(6, spec, seed=3).samples
+    y = np.log10(raw + offset)
+    inside = (raw > 0) & (y > -3.0) & (y < 3.0)
+    assert inside.mean() > 0.3
+    np.testing.assert_allclose(got[inside], (10.0 ** (y + shift) - offset)[inside], rtol=1e-5)
+    assert (got[raw == 0] == 0).all()
+
+
+def test_calibrate_cli_fits_records_and_removes(tmp_path: Path, capsys):
+    data = tmp_path / "sims.h5"
+    assert main([
+        "simulate", "cosmo", "--n-sims", "6", "--particles", "32", "--steps", "2", "--grid", "64",
+        "--omega-m", "0.101:0.487", "--sigma8", "0.487:1.331", "--linear-power", "eh", "--device", "cpu",
+        "--seed", "0", "--out", str(data), "--quiet",
+    ]) == 0  # fmt: skip
+    model = make_tiny_model(tmp_path / "cosmo-tiny", domain="cosmo")
+    args = ["calibrate", str(model), "--data", str(data), "--degree", "1", "--per-point", "2", "--device", "cpu"]
+    assert main([*args, "--quiet"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    card = json.loads((model / "card.json").read_text())
+    assert card["calibration"]["points"] == 6 and card["calibration"]["data"] == str(data)
+    assert "calibration" in (model / "MODEL_CARD.md").read_text()
+    assert Sampler.from_dir(model, device="cpu").calibration is not None
+
+    assert main(["calibrate", str(model), "--remove"]) == 0
+    assert not (model / CALIBRATION_FILE).exists()
+    assert "calibration" not in json.loads((model / "card.json").read_text())
+
+
+def test_calibrate_cli_names_what_is_missing(tmp_path: Path, capsys):
+    model = make_tiny_model(tmp_path / "cosmo-tiny", domain="cosmo")
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate", str(model)])
+    assert exc.value.code == 2 and "--data is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate", str(tmp_path / "nowhere"), "--data", str(tmp_path / "x.h5")])
+    assert exc.value.code == 2 and "nowhere" in capsys.readouterr().err
