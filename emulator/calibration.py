@@ -268,6 +268,11 @@ def fit_marginal_calibration(
             f"need degree >= 0, per_point >= 1, step > 0 and offset > 0; got {degree}, {per_point}, {step}, {offset}"
         )
     points, index = condition_points(conditions)
+    if len(samples) < 2 * len(points):
+        raise ValueError(
+            f"{len(samples)} training samples at {len(points)} condition points: the calibration needs several "
+            "samples per point (e.g. the 48 maps of each simulated box), so that each point has a distribution"
+        )
     low_t, high_t = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
     calib = MarginalCalibration(torch.zeros(1), torch.zeros(1, 1), torch.zeros(1, 1), degree, low_t, high_t, offset)
     features = calib.features(torch.from_numpy(points)).numpy()

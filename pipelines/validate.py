@@ -79,6 +79,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--models-path", action="append", default=None, metavar="DIR", help="model search path (repeatable)"
     )
     p.add_argument("--device", default="auto", help="torch device for --model: auto, cpu, cuda, ...")
+    p.add_argument(
+        "--no-calibration", action="store_true",
+        help="with --model: the bare generator, without the model's output calibration (emulator calibrate)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -123,7 +127,16 @@ def _adapter(args: argparse.Namespace):
         raise CLIError(
             f"{args.reference} is not a {adapter.domain} file, but model {args.model!r} is a {adapter.domain} model"
         )
-    return adapter, sampler
+    return adapter, without_calibration(sampler) if args.no_calibration else sampler
+
+
+def without_calibration(sampler):
+    """A view of ``sampler`` (same generator) that skips its output calibration, for ablations."""
+    import copy
+
+    bare = copy.copy(sampler)
+    bare.calibration = None
+    return bare
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
             *generate_matching(sampler, adapter.conditions(reference), args.seed)
         )
         sources.update(
-            generated=f"model {args.model} version {sampler.card.get('version', '?')}",
+            generated=f"model {args.model} version {sampler.card.get('version', '?')}"
+            + (" with its output calibration" if sampler.calibration is not None else ""),
             generation_seed=str(args.seed),
         )
         label = label or adapter.label(sampler.card)

@@ -29,7 +29,7 @@ from emulator.domains.cosmo import BOX_SIZE
 from emulator.registry import load_sampler
 from emulator.validation.cosmo_inputs import COSMO_ADAPTER, compare_maps
 from emulator.validation.report import to_json
-from pipelines.validate import generate_matching
+from pipelines.validate import generate_matching, without_calibration
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, required=True, help="JSON summary")
+    p.add_argument("--no-calibration", action="store_true", help="the bare generator, without its output calibration")
     args = p.parse_args(argv)
     sampler = load_sampler(args.model, device=args.device, search_paths=args.models_path)
+    if args.no_calibration:
+        sampler = without_calibration(sampler)
     results = []
     for i, path in enumerate(args.reference):
         ref, _ = COSMO_ADAPTER.load(path, None)
@@ -63,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         for c in res["checks"]:
             if not c["passed"]:
                 print(f"  failed {c['name']}: {c['value']} (threshold {c['threshold']}) at {c['where']}")
-    out = {"model": args.model, "points": results, "passed": all(r["passed"] for r in results)}
+    out = {
+        "model": args.model,
+        "version": sampler.card.get("version"),
+        "calibrated": sampler.calibration is not None,
+        "points": results,
+        "passed": all(r["passed"] for r in results),
+    }
     args.out.write_text(json.dumps(to_json(out), indent=1, allow_nan=False) + "\n")
     return 0 if out["passed"] else 1
 

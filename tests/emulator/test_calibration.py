@@ -144,3 +144,16 @@ def test_calibrate_cli_names_what_is_missing(tmp_path: Path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["calibrate", str(tmp_path / "nowhere"), "--data", str(tmp_path / "x.h5")])
     assert exc.value.code == 2 and "nowhere" in capsys.readouterr().err
+
+
+def test_without_calibration_is_the_bare_generator(tmp_path: Path):
+    from pipelines.validate import without_calibration
+
+    model = make_tiny_model(tmp_path / "cosmo-tiny", domain="cosmo")
+    _shift_calibration(1e-3, 0.1).save(model / CALIBRATION_FILE)
+    calibrated = Sampler.from_dir(model, device="cpu")
+    bare = without_calibration(calibrated)
+    assert bare.calibration is None and calibrated.calibration is not None and bare.generator is calibrated.generator
+    spec = parse_conditions(bare.domain, {"omega_m": 0.3, "sigma8": 0.8}, 2)
+    expected = Sampler.from_dir(model, device="cpu", calibrated=False).generate(2, spec, seed=1).samples
+    assert bare.generate(2, spec, seed=1).samples.tobytes() == expected.tobytes()
