@@ -2,7 +2,7 @@
 # Train and check the cosmo emulator (models/cosmo-slice64) with one command. Not yet run on a GPU.
 #
 #   scripts/train_cosmo.sh                              # defaults below (sized for one H100)
-#   N_SIMS=4 REF_SIMS=2 PARTICLES=32 STEPS=4 BATCH=16 EXTRA_TRAIN_ARGS="--set g_hidden=8,8,4,4 --set d_hidden=4,4,8" \
+#   N_SIMS=4 REF_SIMS=2 PARTICLES=32 STEPS=4 BATCH=16 CALIBRATE=0 EXTRA_TRAIN_ARGS="--set g_hidden=8,8,4,4 --set d_hidden=4,4,8" \
 #       DEVICE=cpu scripts/train_cosmo.sh              # a CPU smoke run
 #   DEVICE=cpu TRAIN_SECONDS=7900 STEPS=3200 VAL_EVERY=250 RUN_ROOT=runs/cl MODELS_DIR=runs/cl/models \
 #       ARCH_ARGS="--set latent_dim=64 --set g_hidden=96,48,24,12 --set d_hidden=24,48,96,192 --set d_layer_norm=true" \
@@ -26,7 +26,9 @@
 # 2. simulates REF_SIMS boxes at each of 5 held-out points (centre and near the 4 corners; seeds
 #    never used for training);
 # 3. trains the conv WGAN-GP for up to TRAIN_SECONDS, exporting the best EMA generator;
-# 4. checks it at the held-out points (scripts/cosmo_heldout_check.py -> MODELS_DIR/NAME/heldout.json);
+# 4. fits its output calibration on the training file (emulator calibrate: a conditional quantile
+#    map of the pixel values; CALIBRATE=0 skips it);
+# 5. checks it at the held-out points (scripts/cosmo_heldout_check.py -> MODELS_DIR/NAME/heldout.json);
 #    exit status 1 when a threshold fails (the model directory is still written).
 # Rerun with the same RUN_ROOT to resume training (--resume) when TRAIN_SECONDS ran out; TRAIN_SECONDS
 # counts the run's training time over all its calls, so raise it to continue (the same value stops at once).
@@ -53,6 +55,7 @@ RUN_ROOT=${RUN_ROOT:-runs}
 MODELS_DIR=${MODELS_DIR:-models}
 ARCH_ARGS=${ARCH_ARGS:-"--set latent_dim=64 --set g_hidden=256,128,64,32 --set d_hidden=64,128,256,512 --set d_layer_norm=true"}
 EXTRA_TRAIN_ARGS=${EXTRA_TRAIN_ARGS:-}   # applied after ARCH_ARGS, e.g. "--set lr_g=2e-4"
+CALIBRATE=${CALIBRATE:-1}         # 1: fit the output calibration after training
 POINTS=${POINTS:-"0.30:0.80 0.13:0.55 0.46:0.55 0.13:1.27 0.46:1.27"}   # held-out omega_m:sigma8
 
 mkdir -p "$DATA_DIR" "$RUN_ROOT/logs" "$MODELS_DIR"
@@ -83,5 +86,8 @@ cli train cosmo --data "$train" --out "$MODELS_DIR/$NAME" --run-dir "$RUN_ROOT/$
 tail -1 "$RUN_ROOT/logs/train-$NAME.log"
 echo "[$(date -u +%T)] trained in $(( $(date +%s) - t0 )) s total"
 
+if [[ "$CALIBRATE" == 1 ]]; then
+    cli calibrate "$MODELS_DIR/$NAME" --data "$train" --device "$DEVICE" --quiet
+fi
 "$PYTHON" scripts/cosmo_heldout_check.py --model "$NAME" --models-path "$MODELS_DIR" --device "$DEVICE" \
     --reference "${refs[@]}" --out "$MODELS_DIR/$NAME/heldout.json"
