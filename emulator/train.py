@@ -112,6 +112,7 @@ class TrainConfig:
     g_output_noise: float = 0.0  # initial sigma of learned per-output noise before the generator's ReLU; 0: none
     g_output_noise_max: float = 0.0  # upper bound of that sigma (> g_output_noise); 0: unbounded
     g_global_offset: bool = False  # conv generator: a per-sample output offset from [z, c] (ConvGenerator doc)
+    g_stage_noise: bool = False  # conv generator: per-pixel noise at every stage, learned strengths (ConvGenerator doc)
     d_hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # critic hidden widths
     d_layer_norm: bool = False  # LayerNorm in the critic (never BatchNorm)
     cond_embed: int = 0  # learned condition embedding of this width in generator and critic; 0: raw features
@@ -391,11 +392,11 @@ def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
     noise = {"output_noise": cfg.g_output_noise} if cfg.g_output_noise else {}
     if cfg.g_output_noise and cfg.g_output_noise_max:  # without noise the bound is moot
         noise["output_noise_max"] = cfg.g_output_noise_max
-    offset = {"global_offset": True} if cfg.g_global_offset else {}
+    conv = {k: True for k, on in (("global_offset", cfg.g_global_offset), ("stage_noise", cfg.g_stage_noise)) if on}
     gen = build_for_training(
         getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k, extra_outputs=n_extra,
         latent_dim=cfg.latent_dim, hidden=cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act,
-        **head, **embed, **noise, **offset,
+        **head, **embed, **noise, **conv,
     )  # fmt: skip
     feat_dim = int(getattr(domain, "critic_feature_dim", 0)) if cfg.critic_features else 0
     critic = build_for_training(

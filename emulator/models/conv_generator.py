@@ -26,6 +26,13 @@ Choices and why:
   to sample (cosmo: the std of the slice mean was 0.035 against the simulator's 0.083 — the slab's own
   overdensity). With the option, a linear map of [z, c] (zero at the start) adds a per-sample offset to
   the output before its activation: in the ``log10_density`` network space, a factor on the whole map.
+* ``stage_noise``: without it all randomness comes from the latent vector (64 numbers for 4096
+  pixels), and fine detail that no large-scale feature determines (the discreteness of the
+  particles in the voids: the reference's small peaks at 1+δ ~ 0.3-0.5) is hard to make. With
+  it, as in StyleGAN (Karras et al. 2019), every stage adds one map of N(0, 1) noise per sample to
+  its convolution output, times a learned strength per channel (zero at the start: a warm start
+  begins as the generator without it). The noise is part of the input: ``noise_dim`` = latent_dim
+  + the pixels of every stage (8², 16², 32², 64² for 64x64 maps), drawn by the trainer and sampler.
 
 The output is flattened to ``(B, H * W)`` because the trainer and the critic work on flat
 network-space batches; the sampler reshapes to the domain's ``sample_shape``.
@@ -58,6 +65,7 @@ class ConvGeneratorConfig:
     output_activation: str = "tanh"  # "tanh" (network space in (-1, 1)), "relu" or "none"
     cond_embed: int = 0  # width of a learned condition embedding feeding projection and FiLM; 0: raw features
     global_offset: bool = False  # a per-sample output offset from [z, c] (see the module doc)
+    stage_noise: bool = False  # per-pixel noise with learned per-channel strengths at every stage (module doc)
 
     def __post_init__(self) -> None:
         self.sample_shape = tuple(int(s) for s in self.sample_shape)
@@ -87,9 +95,17 @@ class ConvGeneratorConfig:
         scale = 2 ** (len(self.hidden) - 1)
         return self.sample_shape[0] // scale, self.sample_shape[1] // scale
 
+    @property
+    def stage_shapes(self) -> list[tuple[int, int]]:
+        """(h, w) of the projected grid and of every upsampled stage, coarse to fine."""
+        h0, w0 = self.base_shape
+        return [(h0 * 2**i, w0 * 2**i) for i in range(len(self.hidden))]
+
     def to_dict(self) -> dict:
         """JSON-ready constructor arguments."""
         d = asdict(self)
+        if not self.stage_noise:  # absent: configs of models without it stay as they were
+            d.pop("stage_noise")
         d["sample_shape"], d["hidden"] = list(self.sample_shape), list(self.hidden)
         return d
 
@@ -129,12 +145,22 @@ class ConvGenerator(nn.Module):
         if self.offset is not None:  # start as the generator without it
             nn.init.zeros_(self.offset.weight)
             nn.init.zeros_(self.offset.bias)
+        self.noise_strength = (  # registered last too; zero: starts as the generator without noise
+            nn.ParameterList(nn.Parameter(torch.zeros(c)) for c in widths) if config.stage_noise else None
+        )
 
     def adapt_state_dict(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A state dict saved before ``global_offset`` was switched on -> one that loads (the offset at zero)."""
-        if self.offset is not None and "offset.weight" not in state:
-            state = {**state, **{f"offset.{k}": v.detach().clone() for k, v in self.offset.state_dict().items()}}
+        """A state dict saved before ``global_offset`` or ``stage_noise`` was switched on -> one that loads
+        (the new parameters at their zero start)."""
+        for name, module in (("offset", self.offset), ("noise_strength", self.noise_strength)):
+            if module is not None and not any(k.startswith(name + ".") for k in state):
+                state = {**state, **{f"{name}.{k}": v.detach().clone() for k, v in module.state_dict().items()}}
         return state
+
+    def _add_noise(self, i: int, h: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
+        if noise is None:
+            return h
+        return h + self.noise_strength[i].to(h.dtype)[None, :, None, None] * noise[i].to(h.dtype)
 
     def _modulate(self, i: int, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.films[i](c).chunk(2, dim=1)
@@ -142,14 +168,21 @@ class ConvGenerator(nn.Module):
 
     def _forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h0, w0 = self.config.base_shape
+        latent = self.config.latent_dim
+        noise = None
+        if self.noise_strength is not None:  # the rest of z: one noise map per stage
+            shapes = self.config.stage_shapes
+            flat = z[:, latent:].split([h * w for h, w in shapes], dim=1)
+            noise = [n.reshape(len(z), 1, h, w) for n, (h, w) in zip(flat, shapes, strict=True)]
+        z = z[:, :latent]
         c = c.to(z.dtype)
         if self.embed is not None:
             c = self.embed(c)
         zc = torch.cat([z, c], dim=1)
         h = self.project(zc).view(len(z), self.config.hidden[0], h0, w0)
-        h = self._modulate(0, h, c)
+        h = self._modulate(0, self._add_noise(0, h, noise), c)
         for i, conv in enumerate(self.convs, start=1):
-            h = self._modulate(i, conv(self.up(h)), c)
+            h = self._modulate(i, self._add_noise(i, conv(self.up(h)), noise), c)
         x = self.out(h).flatten(1)
         if self.offset is not None:
             x = x + self.offset(zc)
@@ -159,8 +192,9 @@ class ConvGenerator(nn.Module):
 
     @property
     def noise_dim(self) -> int:
-        """N(0, 1) values a forward pass takes per sample (the latent vector)."""
-        return self.config.latent_dim
+        """N(0, 1) values a forward pass takes per sample: the latent vector, then any stage noise maps."""
+        extra = sum(h * w for h, w in self.config.stage_shapes) if self.config.stage_noise else 0
+        return self.config.latent_dim + extra
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() or len(z) <= self.inference_chunk:
@@ -173,7 +207,7 @@ class ConvGenerator(nn.Module):
         device = next(self.parameters()).device
         return count_flops(
             self,
-            torch.zeros(1, self.config.latent_dim, device=device),
+            torch.zeros(1, self.noise_dim, device=device),
             torch.zeros(1, self.config.cond_dim, device=device),
         )
 

@@ -152,6 +152,28 @@ def test_conv_generator_global_offset_shifts_each_map_by_its_own_amount():
     assert shift[:, 0].std() > 0.1  # and different from map to map
 
 
+def test_conv_generator_stage_noise_starts_off_and_then_varies_the_fine_detail():
+    """Noise maps per stage: zero strength at the start (a warm start is the same function); then the
+    same latent vector with other noise gives other maps, whose mean level the noise hardly moves."""
+    torch.manual_seed(3)
+    config = {"sample_shape": (16, 16), "cond_dim": 2, "latent_dim": 4, "hidden": (8, 4), "output_activation": "none"}
+    plain = ConvGenerator(ConvGeneratorConfig(**config, global_offset=True))
+    grown = ConvGenerator(ConvGeneratorConfig(**config, global_offset=True, stage_noise=True))
+    assert grown.noise_dim == 4 + 8 * 8 + 16 * 16 and plain.noise_dim == 4
+    assert "stage_noise" not in plain.config.to_dict() and grown.config.to_dict()["stage_noise"] is True
+    grown.load_state_dict(grown.adapt_state_dict(plain.state_dict()))
+    z, c = torch.randn(5, 4), torch.rand(5, 2)
+    noise_a, noise_b = torch.randn(5, grown.noise_dim - 4), torch.randn(5, grown.noise_dim - 4)
+    torch.testing.assert_close(grown(torch.cat([z, noise_a], 1), c), plain(z, c))
+    with torch.no_grad():
+        for strength in grown.noise_strength:
+            strength.fill_(0.5)
+    a, b = grown(torch.cat([z, noise_a], 1), c), grown(torch.cat([z, noise_b], 1), c)
+    assert (a - b).abs().mean() > 0.05  # the noise changes pixels ...
+    assert (a - b).abs().mean() > 3 * (a.mean(1) - b.mean(1)).abs().mean()  # ... more than the map's level
+    assert grown.flops_per_sample() == plain.flops_per_sample()  # the noise adds no multiply-adds
+
+
 @pytest.mark.parametrize(("layer_norm", "cond_embed"), [(False, 0), (True, 0), (True, 5)])
 def test_conv_critic_scores_each_sample_independently(layer_norm, cond_embed):
     torch.manual_seed(0)
@@ -293,7 +315,7 @@ def test_simulate_train_generate_and_serve(tmp_path: Path, capsys):
         "train", "cosmo", "--data", str(data), "--out", str(models / "cosmo-tiny"), "--run-dir", str(tmp_path / "run"),
         "--steps", "2", "--batch-size", "16", "--device", "cpu", "--no-progress", "--set", "latent_dim=8",
         "--set", "g_hidden=8,8,4,4", "--set", "d_hidden=4,4,8", "--set", "n_critic=1", "--set", "val_every=2",
-        "--set", "g_global_offset=true",
+        "--set", "g_global_offset=true", "--set", "g_stage_noise=true",
     ]) == 0  # fmt: skip
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 2 and np.isfinite(summary["best_score"])
@@ -304,6 +326,7 @@ def test_simulate_train_generate_and_serve(tmp_path: Path, capsys):
         [8, 8, 4, 4],
     )
     assert config["model_args"]["global_offset"] is True  # saved, so generate and serve rebuild it
+    assert config["model_args"]["stage_noise"] is True
 
     out = tmp_path / "g.h5"
     assert main([
