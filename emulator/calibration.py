@@ -16,10 +16,10 @@ training data.
 Both distributions are fitted on the training data alone (never on held-out references), as
 functions of the conditions:
 
-* values live in y = log10(x + offset). Only positive values are mapped, and the distributions
-  are those of the positive values: x <= 0 (an empty pixel) stays as it is, so the fraction of
-  empty values is the generator's own. The thresholds t_j are a grid in y, ``step`` apart,
-  spanning the values seen;
+* values live in y = log10(x + offset); x <= 0 (an empty pixel) counts as 0, the lowest value,
+  and stays as it is. Where the training data have more empty values than the generator, its
+  lowest positive values map to (nearly) 0; where fewer, the generator's excess stays. The
+  thresholds t_j are a grid in y, ``step`` apart, spanning the values seen;
 * for each threshold, logit P(y < t_j | c) is a polynomial of total degree ``degree`` in the
   conditions scaled to [-1, 1] over the domain's ranges (conditions the domain fixes are left
   out), fitted by binomial maximum likelihood to the counts of every training point (all samples
@@ -198,9 +198,8 @@ def condition_points(conditions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _counts_below(samples: np.ndarray, thresholds: np.ndarray, offset: float) -> tuple[np.ndarray, int]:
-    """(counts of positive values with y < t_j per threshold, number of positive values) of one point's samples."""
-    values = np.asarray(samples, dtype=np.float64).ravel()
-    y = np.sort(np.log10(values[values > 0] + offset))
+    """(counts of values with y < t_j per threshold, number of values) of one point's samples (x <= 0 as 0)."""
+    y = np.sort(np.log10(np.maximum(np.asarray(samples, dtype=np.float64).ravel(), 0.0) + offset))
     return np.searchsorted(y, thresholds, side="left").astype(np.float64), y.size
 
 

@@ -17,23 +17,27 @@ from pipelines.cli import main
 
 LOW, HIGH = [0.0, 5.0], [1.0, 5.0]  # the second condition is fixed, as box size is for the cosmo domain
 PER_SAMPLE = 512
+Z_EMPTY = -1.7507  # the standard normal's 4 % quantile
 
 
 def _sigma(c: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * c
 
 
+EMPTY_REF, EMPTY_GEN = 0.04, 0.01  # fractions of empty (zero) values
+
+
 def _reference(cond: np.ndarray, seed: int) -> np.ndarray:
-    """Lognormal values whose width grows with the condition."""
+    """Lognormal values whose width grows with the condition, the lowest 4 % empty."""
     g = np.random.default_rng(seed).standard_normal((len(cond), PER_SAMPLE))
-    return np.exp(_sigma(cond[:, :1]) * g)
+    return np.where(g < Z_EMPTY, 0.0, np.exp(_sigma(cond[:, :1]) * g))
 
 
 def _biased_generator(cond: np.ndarray, seed: int) -> np.ndarray:
-    """Too narrow and too high, and 2 % empty values, like an imperfect generator."""
+    """Too narrow and too high, and 1 % empty values, like an imperfect generator."""
     rng = np.random.default_rng(10_000 + seed)
     x = np.exp(0.8 * _sigma(cond[:, :1]) * rng.standard_normal((len(cond), PER_SAMPLE)) + 0.3)
-    return np.where(rng.random(x.shape) < 0.02, 0.0, x)
+    return np.where(rng.random(x.shape) < EMPTY_GEN, 0.0, x)
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +48,32 @@ def calibration() -> MarginalCalibration:
     return fit_marginal_calibration(_biased_generator, conditions, samples, LOW, HIGH, degree=3, per_point=8)
 
 
+LEVELS = np.array([0.06, 0.1, 0.5, 0.9, 0.99])
+Z_LEVELS = np.array([-1.5548, -1.2816, 0.0, 1.2816, 2.326])  # their standard normal quantiles
+
+
 def _log_quantiles(values: np.ndarray) -> np.ndarray:
-    v = values[values > 0]
-    return np.log(np.quantile(v, [0.01, 0.1, 0.5, 0.9, 0.99]))
+    return np.log(np.maximum(np.quantile(values, LEVELS), 1e-300))
 
 
 def test_calibration_maps_generated_values_onto_the_reference_distribution(calibration):
     cond = np.tile([0.37, 5.0], (64, 1))  # between the training points
     raw = _biased_generator(cond, 99)
     fixed = calibration.apply(torch.from_numpy(raw), torch.from_numpy(cond)).numpy()
-    want = _sigma(np.array(0.37)) * np.array([-2.326, -1.2816, 0.0, 1.2816, 2.326])  # lognormal quantiles
+    want = _sigma(np.array(0.37)) * Z_LEVELS  # the reference's quantiles
     assert np.abs(_log_quantiles(raw) - want)[[0, 2]].min() > 0.25  # the generator is visibly off ...
     # ... and calibrated it is not (the rest: the fit's noise and the cubic's bias over 21 points)
     np.testing.assert_allclose(_log_quantiles(fixed), want, atol=0.1)
+    # the reference's 4 % of empty values: the generator's 1 % stay, its lowest values go (nearly) to 0
+    assert (raw == 0).mean() < 0.015 and 0.03 < (fixed < 1e-3).mean() < 0.05
 
 
-def test_calibration_is_monotone_and_keeps_empty_values(calibration):
+def test_calibration_is_monotone_and_keeps_empty_values_empty(calibration):
     cond = np.tile([0.8, 5.0], (4, 1))
     raw = _biased_generator(cond, 5)
     fixed = calibration.apply(torch.from_numpy(raw).float(), torch.from_numpy(cond)).numpy()
     assert fixed.dtype == np.float32 and fixed.shape == raw.shape
-    assert ((fixed == 0) == (raw == 0)).all()
+    assert (fixed[raw == 0] == 0).all()  # empty stays empty
     for r, f in zip(raw, fixed, strict=True):
         order = np.argsort(r, kind="stable")
         assert (np.diff(f[order]) >= 0).all()
