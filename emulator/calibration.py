@@ -38,8 +38,6 @@ directory holds ``calibration.safetensors``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +45,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from emulator.checkpoint import atomic_save_tensors
 
 __all__ = ["CALIBRATION_FILE", "MarginalCalibration", "condition_points", "fit_marginal_calibration"]
 
@@ -129,8 +129,8 @@ class MarginalCalibration:
     def apply(self, samples: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Generated samples (B, ...) at ``conditions`` (B, k) -> calibrated samples, same shape and dtype.
 
-        Values <= 0 stay as they are; every other value moves monotonically, so its rank
-        within the sample is kept.
+        Values <= 0 stay as they are; every other value moves monotonically (possibly to 0), so
+        its rank within the sample is kept.
         """
         if len(samples) == 0:
             return samples
@@ -139,6 +139,7 @@ class MarginalCalibration:
         t = self.thresholds.to(device=flat.device, dtype=torch.float64)
         t_rows = t.expand(len(flat), -1).contiguous()
         y = torch.log10(flat.double().clamp_min(0.0) + self.offset)
+
         def quantile_map(v: torch.Tensor) -> torch.Tensor:
             return _interp(_interp(v, t_rows, lg), lr, t_rows, tail=_TAIL_SEGMENTS)
 
@@ -160,14 +161,7 @@ class MarginalCalibration:
             "coef_reference": self.coef_reference, "low": self.low, "high": self.high,
         }  # fmt: skip
         meta = {"degree": str(self.degree), "offset": repr(self.offset), "info": json.dumps(self.info)}
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file({k: v.detach().double().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_save_tensors({k: v.double() for k, v in tensors.items()}, path, meta)
         return path
 
     @classmethod

@@ -84,12 +84,14 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` as safetensors to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(
-            {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata={"format": "pt"}
+            {k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata={"format": "pt", **(metadata or {})}
         )
         os.replace(tmp, path)
     except BaseException:
@@ -125,7 +127,7 @@ def export_model(path: str | Path, generator: nn.Module, domain: Domain, card: d
         "preprocessing": getattr(domain, "preprocessing", {}),
     }
     state = {k: v.float() for k, v in generator.state_dict().items()}
-    _atomic_save_tensors(state, path / WEIGHTS_FILE)
+    atomic_save_tensors(state, path / WEIGHTS_FILE)
     atomic_write_text(path / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     atomic_write_text(path / CARD_FILE, json.dumps(card, indent=2, default=str) + "\n")
     atomic_write_text(path / CARD_MD_FILE, render_model_card(card))
