@@ -3,7 +3,9 @@
 The simulator baseline is ``iter_simulations`` at the training setting (64³ particles in
 256 Mpc/h, 10 kick-drift-kick steps, 48 slices of 16 Mpc/h per box, z = 0) at fixed
 Omega_m = 0.3, sigma_8 = 0.8; the emulator is ``Sampler.generate`` of a cosmo model at the same
-point, end to end (noise, generator, inverse preprocessing, copy out), best of ``--reps``.
+point, end to end (noise, generator, inverse preprocessing, output calibration when the model has
+one, copy out), best of ``--reps``; for a calibrated model also the bare generator, to show what
+the calibration costs.
 The speed-up column is emulator slices/s over simulator slices/s from this same process,
 so it compares across machines where absolute rates do not.
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from emulator.conditions import parse_conditions
 from emulator.sampler import Sampler, resolve_device
 from physics_data.cosmo.simulate import iter_simulations
+from pipelines.validate import without_calibration
 
 POINT = {"omega_m": 0.3, "sigma8": 0.8}
 
@@ -63,9 +66,13 @@ def main() -> None:
     print(f"device {device}; model {args.model} {sampler.card.get('version', '?')}")
     print(f"{'what':<34} {'slices/s':>12} {'vs simulator':>13}")
     print(f"{'PM simulator (' + str(args.sims) + ' boxes x 48 slices)':<34} {sim:>12,.1f} {1.0:>12.1f}x")
+    variants = [("emulator", sampler)]
+    if sampler.calibration is not None:
+        variants.append(("bare generator", without_calibration(sampler)))
     for n in args.n:
-        rate = emulator_rate(sampler, n, args.reps)
-        print(f"{'emulator, ' + f'{n:,} slices per call':<34} {rate:>12,.1f} {rate / sim:>12.1f}x")
+        for label, s in variants:
+            rate = emulator_rate(s, n, args.reps)
+            print(f"{label + ', ' + f'{n:,} slices per call':<34} {rate:>12,.1f} {rate / sim:>12.1f}x")
 
 
 if __name__ == "__main__":
