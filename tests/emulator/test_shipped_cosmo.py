@@ -51,6 +51,10 @@ def test_shipped_cosmo_model_reproduces_its_card_on_fresh_boxes(model_dir):
     validation = sampler.card.get("validation")
     assert validation, f"{model_dir}/card.json has no validation summary to compare with"
     assert (model_dir / validation["report"]).exists()
+    # the card says whether the samples pass through an output calibration; the directory must agree
+    assert (sampler.calibration is not None) == ("calibration" in sampler.card), (
+        f"{model_dir.name}: card and calibration.safetensors disagree"
+    )
     power = sampler.card["training_data"]["attrs"]["power_spectrum"]
     assert power.startswith("Eisenstein"), f"the CI reference below assumes EH linear power, the card says {power}"
     print(f"{model_dir.name}: issue thresholds {'met' if validation['passed'] else 'NOT met'} in its report")
