@@ -17,7 +17,11 @@
 #                                                      # (TRAIN_SECONDS counts from the init checkpoint's elapsed time);
 #                                                      # stage 4 (1.2.0, critic also sees peak counts): N_SIMS=800 SEED=3
 #                                                      # RUN_ROOT=runs/cp TRAIN_SECONDS=20900 STEPS=12000, --init-from
-#                                                      # runs/cg/.../step-00005917; shipped its step 8500 (stopped there)
+#                                                      # runs/cg/.../step-00005917; shipped its step 8500 (stopped there);
+#                                                      # resumed (--resume) to 9000, then stage 5 (1.3.0, stage noise):
+#                                                      # RUN_ROOT=runs/cn TRAIN_SECONDS=27300 STEPS=14000, EXTRA_TRAIN_ARGS+=
+#                                                      # " --set g_stage_noise=true --init-from runs/cp/.../step-00009000";
+#                                                      # shipped the EMA of its step 10000, calibrated (step 4 below)
 #   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
 #                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
 #                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
