@@ -33,8 +33,9 @@ Choices and why:
   its convolution output, times a learned strength per channel (zero at the start: a warm start
   begins as the generator without it; x ``NOISE_STRENGTH_GAIN``, a learning-rate multiplier, since
   at Adam's lr of 1e-4 a plain strength would take thousands of steps to reach the ~0.5 standard
-  deviation of the convolution outputs of the shipped cosmo generator). The noise is part of the input: ``noise_dim`` = latent_dim
-  + the pixels of every stage (8², 16², 32², 64² for 64x64 maps), drawn by the trainer and sampler.
+  deviation of the convolution outputs of the cosmo generator). The noise is part of the input:
+  ``noise_dim`` = latent_dim + the pixels of every stage (8², 16², 32², 64² for 64x64 maps),
+  drawn by the trainer and the sampler.
 
 The output is flattened to ``(B, H * W)`` because the trainer and the critic work on flat
 network-space batches; the sampler reshapes to the domain's ``sample_shape``.
