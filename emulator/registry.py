@@ -1,6 +1,7 @@
 """Which models exist: shipped ones in the repo's ``models/`` plus user-trained ones on ``$EMULATOR_MODELS_PATH``.
 
-A model is any directory holding ``config.json``, ``card.json`` and ``generator.safetensors``;
+A model is any directory holding ``config.json``, ``card.json`` and ``generator.safetensors``
+(and optionally ``calibration.safetensors``, applied by the sampler: ``emulator.calibration``);
 its name is the card's ``name`` (the directory name when absent). When two search paths
 hold the same name, the earlier path wins.
 """
