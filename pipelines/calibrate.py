@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.data is None:
         raise CLIError("--data is required: the training file the model was trained on")
+    if args.degree < 0 or args.per_point < 1:
+        raise CLIError(f"need --degree >= 0 and --per-point >= 1, got {args.degree} and {args.per_point}")
     try:
         sampler = Sampler.from_dir(args.model_dir, device=args.device, calibrated=False)
     except InvalidModelDir as exc:

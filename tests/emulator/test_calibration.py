@@ -151,6 +151,9 @@ def test_calibrate_cli_names_what_is_missing(tmp_path: Path, capsys):
         main(["calibrate", str(model)])
     assert exc.value.code == 2 and "--data is required" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
+        main(["calibrate", str(model), "--data", str(tmp_path / "x.h5"), "--degree", "-1"])
+    assert exc.value.code == 2 and "--degree >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
         main(["calibrate", str(tmp_path / "nowhere"), "--data", str(tmp_path / "x.h5")])
     assert exc.value.code == 2 and "nowhere" in capsys.readouterr().err
 
