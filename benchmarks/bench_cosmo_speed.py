@@ -64,15 +64,15 @@ def main() -> None:
     sampler = Sampler.from_dir(args.model, device=device)
     sim = simulator_rate(args.sims, device)
     print(f"device {device}; model {args.model} {sampler.card.get('version', '?')}")
-    print(f"{'what':<34} {'slices/s':>12} {'vs simulator':>13}")
-    print(f"{'PM simulator (' + str(args.sims) + ' boxes x 48 slices)':<34} {sim:>12,.1f} {1.0:>12.1f}x")
+    print(f"{'what':<40} {'slices/s':>12} {'vs simulator':>13}")
+    print(f"{'PM simulator (' + str(args.sims) + ' boxes x 48 slices)':<40} {sim:>12,.1f} {1.0:>12.1f}x")
     variants = [("emulator", sampler)]
     if sampler.calibration is not None:
         variants.append(("bare generator", without_calibration(sampler)))
     for n in args.n:
         for label, s in variants:
             rate = emulator_rate(s, n, args.reps)
-            print(f"{label + ', ' + f'{n:,} slices per call':<34} {rate:>12,.1f} {rate / sim:>12.1f}x")
+            print(f"{label + ', ' + f'{n:,} slices per call':<40} {rate:>12,.1f} {rate / sim:>12.1f}x")
 
 
 if __name__ == "__main__":
