@@ -69,6 +69,14 @@ def _basis(u: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(terms, dim=1)
 
 
+def _condition_terms(conditions: torch.Tensor, low: torch.Tensor, high: torch.Tensor, degree: int) -> torch.Tensor:
+    """Conditions (B, k) scaled to [-1, 1] over [low, high] (fixed ones left out) -> their monomials, float64."""
+    c = torch.as_tensor(conditions, dtype=torch.float64).reshape(len(conditions), -1)
+    low, high = low.to(c), high.to(c)
+    varying = high > low
+    return _basis(2.0 * (c[:, varying] - low[varying]) / (high[varying] - low[varying]) - 1.0, degree)
+
+
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor, tail: int = 0) -> torch.Tensor:
     """Row-wise linear interpolation of x (B, P) on increasing xp (B, T) -> fp (B, T).
 
@@ -112,11 +120,7 @@ class MarginalCalibration:
 
     def features(self, conditions: torch.Tensor) -> torch.Tensor:
         """Conditions (B, k) in physical units -> polynomial terms (B, n_terms), float64."""
-        c = torch.as_tensor(conditions, dtype=torch.float64).reshape(len(conditions), -1)
-        low, high = self.low.to(c), self.high.to(c)
-        varying = high > low
-        u = 2.0 * (c[:, varying] - low[varying]) / (high[varying] - low[varying]) - 1.0
-        return _basis(u, self.degree)
+        return _condition_terms(conditions, self.low, self.high, self.degree)
 
     def logit_curves(self, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(generated, reference) increasing logit P(y < t_j | c) curves, each (B, T), float64."""
@@ -267,8 +271,7 @@ def fit_marginal_calibration(
             "samples per point (e.g. the 48 maps of each simulated box), so that each point has a distribution"
         )
     low_t, high_t = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
-    calib = MarginalCalibration(torch.zeros(1), torch.zeros(1, 1), torch.zeros(1, 1), degree, low_t, high_t, offset)
-    features = calib.features(torch.from_numpy(points)).numpy()
+    features = _condition_terms(torch.from_numpy(points), low_t, high_t, degree).numpy()
     if len(points) < 2 * features.shape[1]:
         raise ValueError(
             f"{len(points)} distinct condition points cannot fix {features.shape[1]} polynomial terms per threshold "
@@ -292,12 +295,12 @@ def fit_marginal_calibration(
         name: torch.from_numpy(np.stack([_fit_logit(features, k[:, j], n) for j in cols], axis=1))
         for name, k, n in (("gen", k_gen, n_gen), ("ref", k_ref, n_ref))
     }
-    calib.thresholds = torch.from_numpy(grid[cols])
-    calib.coef_generated, calib.coef_reference = coef["gen"], coef["ref"]
-    calib.info = {
+    info = {
         "method": "conditional quantile mapping (emulator.calibration)",
         "points": len(points), "training_samples": len(samples), "generated_per_point": per_point,
         "seed": seed, "degree": degree, "thresholds": len(cols), "step": step, "offset": offset,
         "value_range": [float(10 ** grid[cols[0]] - offset), float(10 ** grid[cols[-1]] - offset)],
     }  # fmt: skip
-    return calib
+    return MarginalCalibration(
+        torch.from_numpy(grid[cols]), coef["gen"], coef["ref"], degree, low_t, high_t, offset, info
+    )

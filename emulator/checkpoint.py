@@ -129,9 +129,15 @@ def export_model(path: str | Path, generator: nn.Module, domain: Domain, card: d
     state = {k: v.float() for k, v in generator.state_dict().items()}
     atomic_save_tensors(state, path / WEIGHTS_FILE)
     atomic_write_text(path / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
-    atomic_write_text(path / CARD_FILE, json.dumps(card, indent=2, default=str) + "\n")
-    atomic_write_text(path / CARD_MD_FILE, render_model_card(card))
+    write_card(path, card)
     return path
+
+
+def write_card(model_dir: str | Path, card: dict) -> None:
+    """Write ``card`` as the model directory's ``card.json`` and its rendering ``MODEL_CARD.md`` (atomically each)."""
+    model_dir = Path(model_dir)
+    atomic_write_text(model_dir / CARD_FILE, json.dumps(card, indent=2, default=str) + "\n")
+    atomic_write_text(model_dir / CARD_MD_FILE, render_model_card(card))
 
 
 def _read_json(path: Path) -> dict:
@@ -273,8 +279,7 @@ def record_validation(model_dir: str | Path, metrics_path: str | Path) -> dict:
         report_ref = str(report / "report.html")
     card["validation"] = validation_summary(metrics, report_ref)
     card["report"] = report_ref
-    atomic_write_text(model_dir / CARD_FILE, json.dumps(card, indent=2, default=str) + "\n")
-    atomic_write_text(model_dir / CARD_MD_FILE, render_model_card(card))
+    write_card(model_dir, card)
     return card["validation"]
 
 

@@ -41,15 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _record_in_card(model_dir: Path, info: dict | None) -> None:
-    from emulator.checkpoint import CARD_FILE, CARD_MD_FILE, atomic_write_text, render_model_card
+    from emulator.checkpoint import CARD_FILE, write_card
 
     card = json.loads((model_dir / CARD_FILE).read_text())
     if info is None:
         card.pop("calibration", None)
     else:
         card["calibration"] = info
-    atomic_write_text(model_dir / CARD_FILE, json.dumps(card, indent=2, default=str) + "\n")
-    atomic_write_text(model_dir / CARD_MD_FILE, render_model_card(card))
+    write_card(model_dir, card)
 
 
 def run(args: argparse.Namespace) -> int:
