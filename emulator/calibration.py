@@ -1,44 +1,50 @@
 """Conditional marginal calibration: a monotone map of a trained generator's values, fitted on its training data.
 
-A GAN can get the structure of a sample right and still be off in the tails of its one-point
-distribution (the cosmo emulator: too few dense pixels at low Omega_m and high sigma_8, too many
-at high Omega_m and low sigma_8). Quantile mapping corrects that after training: every value x of
-a generated sample at conditions c is replaced by
+A GAN can get the structure of a sample right and still be off in a one-point distribution (the
+cosmo emulator: too few dense pixels at low Omega_m and high sigma_8; the calo emulators: a
+response E_tot/E_inc too narrow at low energy). Quantile mapping corrects that after training:
+every calibrated value v of a generated sample at conditions c is replaced by
 
-    x' = F_ref,c^-1( F_gen,c(x) ),
+    v' = F_ref,c^-1( F_gen,c(v) ),
 
-where F_gen,c and F_ref,c are the cumulative distributions of the values of generated and of
-training samples at c. The map is monotone, so it moves values but never reorders them within a
-sample: where the maxima of a map are, its topology at a given quantile and its number of peaks
-are the generator's; their heights, the pixel PDF and with them the power spectrum follow the
-training data.
+where F_gen,c and F_ref,c are the cumulative distributions of that value in generated and in
+training samples at c. The map is monotone, so it moves values but never reorders them.
+
+Which values are calibrated is the domain's choice (``calibration_values`` and
+``with_calibration_values``, see ``emulator.domains.base``; by default every value of a sample,
+pooled): cosmo maps its pixels, so where the maxima of a map are, its topology at a given
+quantile and its number of peaks stay the generator's while their heights, the pixel PDF and
+with them the power spectrum follow the training data; calo maps one value per shower, the
+response, and scales the whole shower with it, so its shape stays the generator's.
 
 Both distributions are fitted on the training data alone (never on held-out references), as
 functions of the conditions:
 
-* values live in y = log10(x + offset); x <= 0 (an empty pixel) counts as 0, the lowest value,
+* values live in y = log10(v + offset); v <= 0 (an empty value) counts as 0, the lowest value,
   and stays as it is. Where the training data have more empty values than the generator, its
   lowest positive values map to (nearly) 0; where fewer, the generator's excess stays. The
-  thresholds t_j are a grid in y, ``step`` apart, spanning the values seen;
+  thresholds t_j are a grid in y, ``step`` apart, spanning the values seen, one grid for the
+  generated and one for the training values (so the two need not overlap; the domain's
+  ``calibration_space`` gives offset and step);
 * for each threshold, logit P(y < t_j | c) is a polynomial of total degree ``degree`` in the
-  conditions scaled to [-1, 1] over the domain's ranges (conditions the domain fixes are left
-  out), fitted by binomial maximum likelihood to the counts of every training point (all samples
-  sharing one condition vector) and of ``per_point`` generated samples there. A small ridge
-  keeps fits finite where a tail count is zero everywhere;
+  domain's condition features (``condition_features``, in [0, 1] over the valid ranges, scaled to
+  [-1, 1]: cosmo linear in Omega_m and sigma_8, calo linear in log E), fitted by binomial maximum
+  likelihood to the counts of every training point (all samples sharing one condition vector;
+  a point may hold a single sample, as each calo shower has its own energy) and of ``per_point``
+  generated samples there. A small ridge keeps fits finite where a tail count is zero everywhere;
 * at a condition, both curves are made increasing in t (running maximum), a value's logit is
   read off the generated curve by linear interpolation and mapped back through the reference
   curve (continued linearly past its ends when the generator's tail is the longer one). Beyond
   the grid the map continues as a shift by its value at the grid's end.
 
-The fit needs many samples per condition point (the cosmo training file: 48 maps per box);
-``emulator calibrate`` builds it for a model directory, and ``Sampler`` applies it when the
-directory holds ``calibration.safetensors``.
+``emulator calibrate`` builds it for a model directory, and ``Sampler`` applies it
+(``calibrate_samples``) when the directory holds ``calibration.safetensors``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +55,19 @@ from safetensors.torch import load_file
 
 from emulator.checkpoint import atomic_save_tensors
 
-__all__ = ["CALIBRATION_FILE", "MarginalCalibration", "condition_points", "fit_marginal_calibration"]
+__all__ = [
+    "CALIBRATION_FILE",
+    "MarginalCalibration",
+    "calibrate_samples",
+    "calibration_space",
+    "calibration_values",
+    "condition_points",
+    "fit_marginal_calibration",
+]
 
 CALIBRATION_FILE = "calibration.safetensors"
-DEFAULT_OFFSET = 10.0**-2.6  # the cosmo domain's log10 preprocessing floor: 1+delta below ~0.0025 is one value
+DEFAULT_OFFSET = 10.0**-2.6  # values below ~0.0025 are one value (a domain may set its own: calibration_space)
+DEFAULT_STEP = 0.05  # threshold spacing in log10: 20 per decade
 _RIDGE = 1e-3  # on the logit coefficients: finite fits where a tail is empty at every training point
 _MONOTONE_EPS = 1e-6  # keeps the logit curves strictly increasing, so the inverse is defined
 _TAIL_SEGMENTS = 4  # a logit beyond the reference curve's ends continues its last 0.2 decades' slope ...
@@ -69,12 +84,10 @@ def _basis(u: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(terms, dim=1)
 
 
-def _condition_terms(conditions: torch.Tensor, low: torch.Tensor, high: torch.Tensor, degree: int) -> torch.Tensor:
-    """Conditions (B, k) scaled to [-1, 1] over [low, high] (fixed ones left out) -> their monomials, float64."""
-    c = torch.as_tensor(conditions, dtype=torch.float64).reshape(len(conditions), -1)
-    low, high = low.to(c), high.to(c)
-    varying = high > low
-    return _basis(2.0 * (c[:, varying] - low[varying]) / (high[varying] - low[varying]) - 1.0, degree)
+def _condition_terms(features: torch.Tensor | np.ndarray, degree: int) -> torch.Tensor:
+    """Condition features (B, f) in [0, 1] (``domain.condition_features``) -> their monomials on [-1, 1], float64."""
+    u = torch.as_tensor(features, dtype=torch.float64)
+    return _basis(2.0 * u.reshape(len(u), -1) - 1.0, degree)
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor, tail: int = 0) -> torch.Tensor:
@@ -97,63 +110,63 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor, tail: int = 0) 
 
 @dataclass
 class MarginalCalibration:
-    """A fitted conditional quantile map (see the module docstring); ``apply`` it to generated samples.
+    """A fitted conditional quantile map (see the module docstring); ``apply`` it to generated values.
 
     Attributes:
-        thresholds: (T,) increasing grid t_j in y = log10(x + offset).
-        coef_generated, coef_reference: (n_terms, T) polynomial coefficients of logit P(y < t_j | c).
-        degree: total degree of the polynomials.
-        low, high: (k,) the domain's condition ranges (scaling to [-1, 1]); conditions with
-            low == high are fixed and left out of the polynomials.
+        thresholds_generated, thresholds_reference: (T_g,), (T_r,) increasing grids t_j in y = log10(v + offset).
+        coef_generated, coef_reference: (n_terms, T_g), (n_terms, T_r) polynomial coefficients of
+            logit P(y < t_j | c) of the generated and of the training values.
+        degree: total degree of the polynomials in the condition features.
         offset: the value offset of y.
         info: how it was fitted (data, points, samples per point), for the model card.
     """
 
-    thresholds: torch.Tensor
+    thresholds_generated: torch.Tensor
+    thresholds_reference: torch.Tensor
     coef_generated: torch.Tensor
     coef_reference: torch.Tensor
     degree: int
-    low: torch.Tensor
-    high: torch.Tensor
     offset: float = DEFAULT_OFFSET
     info: dict[str, Any] = field(default_factory=dict)
 
-    def features(self, conditions: torch.Tensor) -> torch.Tensor:
-        """Conditions (B, k) in physical units -> polynomial terms (B, n_terms), float64."""
-        return _condition_terms(conditions, self.low, self.high, self.degree)
+    def logit_curves(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(generated, reference) increasing logit P(y < t_j | c) curves, (B, T_g) and (B, T_r), float64,
+        at condition features (B, f) (``domain.condition_features``)."""
+        x = _condition_terms(features.detach().cpu(), self.degree)
 
-    def logit_curves(self, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(generated, reference) increasing logit P(y < t_j | c) curves, each (B, T), float64."""
-        x = self.features(conditions)
-        ramp = _MONOTONE_EPS * torch.arange(len(self.thresholds), dtype=torch.float64, device=x.device)
-        return tuple(  # type: ignore[return-value]
-            torch.cummax(x @ coef.to(x) + ramp, dim=1).values for coef in (self.coef_generated, self.coef_reference)
-        )
+        def increasing(coef: torch.Tensor) -> torch.Tensor:
+            ramp = _MONOTONE_EPS * torch.arange(coef.shape[1], dtype=torch.float64)
+            return torch.cummax(x @ coef.to(x) + ramp, dim=1).values
 
-    def apply(self, samples: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Generated samples (B, ...) at ``conditions`` (B, k) -> calibrated samples, same shape and dtype.
+        return increasing(self.coef_generated), increasing(self.coef_reference)
+
+    def apply(self, values: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Generated values (B, ...) at condition features (B, f) -> calibrated values, same shape and dtype.
 
         Values <= 0 stay as they are; every other value moves monotonically (possibly to 0), so
         its rank within the sample is kept.
         """
-        if len(samples) == 0:
-            return samples
-        flat = samples.reshape(len(samples), -1)
-        lg, lr = (curve.to(flat.device) for curve in self.logit_curves(conditions.cpu()))
-        t = self.thresholds.to(device=flat.device, dtype=torch.float64)
-        t_rows = t.expand(len(flat), -1).contiguous()
+        if len(values) == 0:
+            return values
+        flat = values.reshape(len(values), -1)
+        lg, lr = (curve.to(flat.device) for curve in self.logit_curves(features))
+        t = self.thresholds_generated.to(device=flat.device, dtype=torch.float64)
+        t_gen, t_ref = (
+            grid.to(device=flat.device, dtype=torch.float64).expand(len(flat), -1).contiguous()
+            for grid in (self.thresholds_generated, self.thresholds_reference)
+        )
         y = torch.log10(flat.double().clamp_min(0.0) + self.offset)
 
         def quantile_map(v: torch.Tensor) -> torch.Tensor:
-            return _interp(_interp(v, t_rows, lg), lr, t_rows, tail=_TAIL_SEGMENTS)
+            return _interp(_interp(v, t_gen, lg), lr, t_ref, tail=_TAIL_SEGMENTS)
 
         mapped = quantile_map(y)
-        # beyond the grid: a shift by the map's value at the grid's end (continuous, monotone)
-        shift_lo, shift_hi = quantile_map(t_rows[:, :1]) - t[0], quantile_map(t_rows[:, -1:]) - t[-1]
+        # beyond the generated grid: a shift by the map's value at the grid's end (continuous, monotone)
+        shift_lo, shift_hi = quantile_map(t_gen[:, :1]) - t[0], quantile_map(t_gen[:, -1:]) - t[-1]
         mapped = torch.where(y < t[0], y + shift_lo, torch.where(y > t[-1], y + shift_hi, mapped))
         out = (10.0**mapped - self.offset).clamp_min(0.0)
         out = torch.where(flat > 0, out, flat.double())
-        return out.to(samples.dtype).reshape(samples.shape)
+        return out.to(values.dtype).reshape(values.shape)
 
     # -- storage ------------------------------------------------------------------------------
 
@@ -161,11 +174,11 @@ class MarginalCalibration:
         """Write to ``path`` (safetensors, the settings in its metadata) atomically."""
         path = Path(path)
         tensors = {
-            "thresholds": self.thresholds, "coef_generated": self.coef_generated,
-            "coef_reference": self.coef_reference, "low": self.low, "high": self.high,
+            "thresholds_generated": self.thresholds_generated, "thresholds_reference": self.thresholds_reference,
+            "coef_generated": self.coef_generated, "coef_reference": self.coef_reference,
         }  # fmt: skip
         meta = {"degree": str(self.degree), "offset": repr(self.offset), "info": json.dumps(self.info)}
-        atomic_save_tensors({k: v.double() for k, v in tensors.items()}, path, meta)
+        atomic_save_tensors({k: v.double().clone() for k, v in tensors.items()}, path, meta)
         return path
 
     @classmethod
@@ -176,14 +189,42 @@ class MarginalCalibration:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         t = load_file(str(path))
+        if "thresholds" in t:  # written before the two curves had grids of their own (cosmo-slice64 1.3.0)
+            t["thresholds_generated"] = t["thresholds_reference"] = t["thresholds"]
         try:
             return cls(
-                thresholds=t["thresholds"], coef_generated=t["coef_generated"], coef_reference=t["coef_reference"],
-                degree=int(meta["degree"]), low=t["low"], high=t["high"], offset=float(meta["offset"]),
-                info=json.loads(meta.get("info", "{}")),
+                thresholds_generated=t["thresholds_generated"], thresholds_reference=t["thresholds_reference"],
+                coef_generated=t["coef_generated"], coef_reference=t["coef_reference"],
+                degree=int(meta["degree"]), offset=float(meta["offset"]), info=json.loads(meta.get("info", "{}")),
             )  # fmt: skip
         except KeyError as exc:
             raise ValueError(f"{path}: not a calibration file (missing {exc})") from None
+
+
+# -- the domain's side ----------------------------------------------------------------------------
+
+
+def calibration_values(domain: Any, samples: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """The values of physical ``samples`` (B, ...) the calibration maps: the domain's
+    ``calibration_values`` when it has one, else every value of each sample, (B, M)."""
+    hook = getattr(domain, "calibration_values", None)
+    return hook(samples, conditions) if hook is not None else samples.reshape(len(samples), -1)
+
+
+def calibration_space(domain: Any) -> tuple[float, float]:
+    """(offset, step) of the domain's calibration: y = log10(v + offset), thresholds ``step`` apart."""
+    return tuple(getattr(domain, "calibration_space", (DEFAULT_OFFSET, DEFAULT_STEP)))  # type: ignore[return-value]
+
+
+def calibrate_samples(
+    domain: Any, calibration: MarginalCalibration, samples: torch.Tensor, conditions: torch.Tensor,
+    features: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """Physical generated ``samples`` at ``conditions`` (their ``features``) -> calibrated samples."""
+    values = calibration_values(domain, samples, conditions)
+    mapped = calibration.apply(values, features)
+    put_back = getattr(domain, "with_calibration_values", None)
+    return put_back(samples, conditions, values, mapped) if put_back is not None else mapped.reshape(samples.shape)
 
 
 # -- fitting ------------------------------------------------------------------------------------
@@ -195,10 +236,22 @@ def condition_points(conditions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points, index.reshape(-1)
 
 
-def _counts_below(samples: np.ndarray, thresholds: np.ndarray, offset: float) -> tuple[np.ndarray, int]:
-    """(counts of values with y < t_j per threshold, number of values) of one point's samples (x <= 0 as 0)."""
-    y = np.sort(np.log10(np.maximum(np.asarray(samples, dtype=np.float64).ravel(), 0.0) + offset))
-    return np.searchsorted(y, thresholds, side="left").astype(np.float64), y.size
+def _counts_below(
+    values: np.ndarray, point: np.ndarray, n_points: int, thresholds: np.ndarray, offset: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, (counts (P, T) float32 of its values with y < t_j, number of its values (P,)); values
+    (N, M) of the samples whose points are ``point`` (N,); v <= 0 counts as 0. Works through the rows in
+    chunks of about 2^24 values."""
+    values = np.asarray(values).reshape(len(values), -1)
+    width = len(thresholds) + 1
+    hist = np.zeros(n_points * width, dtype=np.int64)
+    rows = max(1, 2**24 // max(1, values.shape[1]))
+    for i in range(0, len(values), rows):
+        y = np.log10(np.maximum(values[i : i + rows].astype(np.float64), 0.0) + offset)
+        first = np.searchsorted(thresholds, y, side="right")  # y < t_j for every j >= this
+        hist += np.bincount((np.asarray(point[i : i + rows])[:, None] * width + first).ravel(), minlength=len(hist))
+    hist = hist.reshape(n_points, width)
+    return np.cumsum(hist, axis=1)[:, :-1].astype(np.float32), hist.sum(axis=1).astype(np.float64)
 
 
 def _fit_logit(features: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -233,74 +286,75 @@ def _fit_logit(features: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray
 def fit_marginal_calibration(
     generate: Callable[[np.ndarray, int], np.ndarray],
     conditions: np.ndarray,
-    samples: np.ndarray,
-    low: Sequence[float],
-    high: Sequence[float],
+    values: np.ndarray,
+    features: Callable[[np.ndarray], np.ndarray],
     *,
     degree: int = 4,
     per_point: int = 24,
     seed: int = 0,
     offset: float = DEFAULT_OFFSET,
-    step: float = 0.05,
+    step: float = DEFAULT_STEP,
     min_tail: int = 5,
+    block: int = 4096,
     progress: Callable | None = None,
 ) -> MarginalCalibration:
     """Fit the calibration of a generator on training data.
 
     Args:
-        generate: ``generate(conditions (m, k), seed) -> samples (m, ...)`` of the uncalibrated generator.
-        conditions, samples: the training data, (N, k) and (N, ...); rows sharing a condition vector
-            form one point.
-        low, high: the domain's condition ranges (k,).
-        degree: total degree of the polynomials in the conditions.
+        generate: ``generate(conditions (m, k), seed) -> values (m, M)`` of the uncalibrated generator
+            (the values ``calibration_values`` picks).
+        conditions, values: the training data's, (N, k) and (N, M); rows sharing a condition vector
+            form one point (a point may hold one sample).
+        features: ``features(conditions (P, k)) -> (P, f)`` in [0, 1] (``domain.condition_features``).
+        degree: total degree of the polynomials in the features.
         per_point: generated samples per training point.
-        seed: generation seed of point p is ``seed + p``.
-        offset, step: the value space y = log10(x + offset) and the threshold spacing in it.
-        min_tail: thresholds need at least this many values below and above them, in the
-            training data and in the generated samples, pooled over all points.
-        progress: optional wrapper of the point iterator, e.g. ``tqdm``.
+        seed: the generated samples are drawn in blocks of about ``block`` samples; block b uses ``seed + b``.
+        offset, step: the value space y = log10(v + offset) and the threshold spacing in it.
+        min_tail: thresholds need at least this many values below and above them (in the training
+            data for the reference curve, in the generated samples for the generated one), pooled
+            over all points.
+        block: samples per generation call (bounds memory).
+        progress: optional wrapper of the block iterator, e.g. ``tqdm``.
     """
     if degree < 0 or per_point < 1 or step <= 0 or offset <= 0:
         raise ValueError(
             f"need degree >= 0, per_point >= 1, step > 0 and offset > 0; got {degree}, {per_point}, {step}, {offset}"
         )
+    values = np.asarray(values).reshape(len(values), -1)
     points, index = condition_points(conditions)
-    if len(samples) < 2 * len(points):
+    terms = _condition_terms(np.asarray(features(points), dtype=np.float64), degree).numpy()
+    if len(points) < 2 * terms.shape[1]:
         raise ValueError(
-            f"{len(samples)} training samples at {len(points)} condition points: the calibration needs several "
-            "samples per point (e.g. the 48 maps of each simulated box), so that each point has a distribution"
-        )
-    low_t, high_t = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
-    features = _condition_terms(torch.from_numpy(points), low_t, high_t, degree).numpy()
-    if len(points) < 2 * features.shape[1]:
-        raise ValueError(
-            f"{len(points)} distinct condition points cannot fix {features.shape[1]} polynomial terms per threshold "
+            f"{len(points)} distinct condition points cannot fix {terms.shape[1]} polynomial terms per threshold "
             f"(degree {degree}); lower the degree or use training data with more points"
         )
-    grid = np.arange(np.log10(offset), np.log10(float(np.max(samples)) + offset) + step, step)
-    k_ref, k_gen = np.zeros((len(points), len(grid))), np.zeros((len(points), len(grid)))
-    n_ref, n_gen = np.zeros(len(points)), np.zeros(len(points))
-    order = range(len(points)) if progress is None else progress(range(len(points)))
-    for p in order:
-        k_ref[p], n_ref[p] = _counts_below(samples[index == p], grid, offset)
-        generated = generate(np.repeat(points[p : p + 1], per_point, axis=0), seed + p)
-        k_gen[p], n_gen[p] = _counts_below(generated, grid, offset)
-    keep = np.ones(len(grid), bool)
-    for k, n in ((k_ref, n_ref), (k_gen, n_gen)):
-        keep &= (k.sum(0) >= min_tail) & ((n[:, None] - k).sum(0) >= min_tail)
-    if keep.sum() < 2:
-        raise ValueError("fewer than two thresholds have values on both sides; is the training data constant?")
-    cols = np.flatnonzero(keep)
-    coef = {
-        name: torch.from_numpy(np.stack([_fit_logit(features, k[:, j], n) for j in cols], axis=1))
-        for name, k, n in (("gen", k_gen, n_gen), ("ref", k_ref, n_ref))
-    }
+    per_block = max(1, block // per_point)
+    starts = range(0, len(points), per_block)
+    generated = []
+    for b, start in enumerate(starts if progress is None else progress(starts)):
+        ids = points[start : start + per_block]
+        generated.append(np.asarray(generate(np.repeat(ids, per_point, axis=0), seed + b), np.float32).reshape(len(ids) * per_point, -1))
+    generated = np.concatenate(generated)
+    extremes = [float(f(v)) for v in (values, generated) for f in (np.min, np.max)]
+    lowest = np.floor(np.log10(max(min(extremes), 0.0) + offset) / step) * step
+    grid = np.arange(lowest, np.log10(max(extremes) + offset) + step, step)
+    k_ref, n_ref = _counts_below(values, index, len(points), grid, offset)
+    k_gen, n_gen = _counts_below(generated, np.repeat(np.arange(len(points)), per_point), len(points), grid, offset)
+    cols, coef = {}, {}
+    for name, k, n in (("gen", k_gen, n_gen), ("ref", k_ref, n_ref)):
+        cols[name] = np.flatnonzero((k.sum(0) >= min_tail) & ((n[:, None] - k).sum(0) >= min_tail))
+        if len(cols[name]) < 2:
+            which = "generated" if name == "gen" else "training"
+            raise ValueError(f"fewer than two thresholds have {which} values on both sides; are they constant?")
+        coef[name] = torch.from_numpy(
+            np.stack([_fit_logit(terms, k[:, j].astype(np.float64), n) for j in cols[name]], axis=1)
+        )
     info = {
         "method": "conditional quantile mapping (emulator.calibration)",
-        "points": len(points), "training_samples": len(samples), "generated_per_point": per_point,
-        "seed": seed, "degree": degree, "thresholds": len(cols), "step": step, "offset": offset,
-        "value_range": [float(10 ** grid[cols[0]] - offset), float(10 ** grid[cols[-1]] - offset)],
+        "points": len(points), "training_samples": len(values), "generated_per_point": per_point,
+        "seed": seed, "degree": degree, "thresholds": len(cols["ref"]), "step": step, "offset": offset,
+        "value_range": [float(10 ** grid[cols["ref"][0]] - offset), float(10 ** grid[cols["ref"][-1]] - offset)],
     }  # fmt: skip
     return MarginalCalibration(
-        torch.from_numpy(grid[cols]), coef["gen"], coef["ref"], degree, low_t, high_t, offset, info
+        torch.from_numpy(grid[cols["gen"]]), torch.from_numpy(grid[cols["ref"]]), coef["gen"], coef["ref"], degree, offset, info
     )

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emulator.calibration import CALIBRATION_FILE, MarginalCalibration
+from emulator.calibration import CALIBRATION_FILE, MarginalCalibration, calibrate_samples
 from emulator.conditions import ConditionSpec
 from emulator.domains import Domain, decode_samples
 
@@ -115,7 +115,9 @@ class Sampler:
 
     def _decode(self, z: torch.Tensor, features: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         samples = decode_samples(self.domain, self.forward(z, features), cond)
-        return samples if self.calibration is None else self.calibration.apply(samples, cond)
+        if self.calibration is None:
+            return samples
+        return calibrate_samples(self.domain, self.calibration, samples, cond, features)
 
     def n_blocks(self, n: int) -> int:
         """Number of blocks an ``n``-sample run is split into."""

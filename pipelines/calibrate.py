@@ -1,13 +1,14 @@
 """``emulator calibrate``: fit a model's conditional quantile map on its training data (emulator.calibration).
 
-Writes ``calibration.safetensors`` into the model directory (atomically) and records how it was
+The domain says which values are mapped: cosmo the pixels (the pixel PDF), calo each shower's
+response E_tot/E_inc (the whole shower is scaled with it). Writes ``calibration.safetensors`` into the model directory (atomically) and records how it was
 fitted in the card; from then on the sampler, the service, ``emulator generate`` and ``emulator
 validate`` apply it. The fit sees only the training file, never a held-out reference: run
 ``emulator validate`` (or scripts/cosmo_heldout_check.py) afterwards to judge it.
 
     emulator calibrate runs/cp/models/cosmo-slice64 --data data/cosmo/train-800.h5
+    emulator calibrate models/calo-eplus --data data/calo/eplus-train.h5 --degree 6 --per-point 1
 
-Needs training data with many samples per condition point (the cosmo files: 48 maps per box);
 ``--remove`` deletes a model's calibration.
 """
 
@@ -25,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``emulator calibrate``."""
     p = subparsers.add_parser(
         "calibrate",
-        help="fit a model's conditional quantile map (pixel PDF) on its training data",
+        help="fit a model's conditional quantile map (cosmo pixel PDF, calo response) on its training data",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="the training file the model was trained on (required unless --remove)")
     p.add_argument("--degree", type=int, default=4, help="total degree of the polynomials in the conditions (default 4)")
     p.add_argument("--per-point", type=int, default=24, help="generated samples per training point (default 24)")
-    p.add_argument("--seed", type=int, default=0, help="generation seed (point p uses seed + p)")
+    p.add_argument("--seed", type=int, default=0, help="generation seed (block b of generated samples uses seed + b)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--remove", action="store_true", help="delete the model's calibration instead")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,7 +54,15 @@ def _record_in_card(model_dir: Path, info: dict | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit and write the calibration (or remove it)."""
-    from emulator.calibration import CALIBRATION_FILE, fit_marginal_calibration
+    import numpy as np
+    import torch
+
+    from emulator.calibration import (
+        CALIBRATION_FILE,
+        calibration_space,
+        calibration_values,
+        fit_marginal_calibration,
+    )
     from emulator.checkpoint import InvalidModelDir
     from emulator.sampler import Sampler
     from pipelines.cli import CLIError
@@ -77,25 +86,37 @@ def run(args: argparse.Namespace) -> int:
     if reader is None:
         raise CLIError(f"domain {sampler.domain.name!r} cannot read training files")
     conditions, samples, _ = reader(args.data)
+    domain = sampler.domain
+    offset, step = calibration_space(domain)
     t0 = time.perf_counter()
     progress = None
     if not args.quiet:
         from tqdm import tqdm
 
-        def progress(points):
-            return tqdm(points, desc="calibrating", unit="point")
+        def progress(blocks):
+            return tqdm(blocks, desc="calibrating", unit="block")
 
-    calib = fit_marginal_calibration(
-        lambda cond, seed: generate_matching(sampler, cond, seed)[1],
-        conditions, samples,
-        [c.low for c in sampler.domain.conditions], [c.high for c in sampler.domain.conditions],
-        degree=args.degree, per_point=args.per_point, seed=args.seed, progress=progress,
-    )  # fmt: skip
+    def values_of(cond: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        return calibration_values(domain, torch.as_tensor(batch), torch.as_tensor(cond)).numpy()
+
+    def features(cond: np.ndarray) -> np.ndarray:
+        return domain.condition_features(torch.as_tensor(cond, dtype=torch.float64)).numpy()
+
+    def generate(cond: np.ndarray, seed: int) -> np.ndarray:
+        return values_of(cond, generate_matching(sampler, cond, seed)[1])
+
+    try:
+        calib = fit_marginal_calibration(
+            generate, conditions, values_of(conditions, samples), features,
+            degree=args.degree, per_point=args.per_point, seed=args.seed, offset=offset, step=step, progress=progress,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise CLIError(f"{args.data}: {exc}") from None
     calib.info |= {"data": str(args.data), "fit_seconds": round(time.perf_counter() - t0, 1)}
     calib.save(target)
     _record_in_card(args.model_dir, calib.info)
     print(
-        f"wrote {target}: {calib.info['thresholds']} thresholds over 1+x in "
+        f"wrote {target}: {calib.info['thresholds']} thresholds over values in "
         f"[{calib.info['value_range'][0]:.3g}, {calib.info['value_range'][1]:.3g}], degree {args.degree}, "
         f"{calib.info['points']} points x {args.per_point} generated, {calib.info['fit_seconds']} s"
     )

@@ -22,6 +22,11 @@ Optional extras a domain may define (the trainer uses them when present):
   Use ``generator_output_size`` and ``network_sample`` rather than calling them directly.
 * ``decode(raw, conditions) -> physical``: ``from_network(network_sample(raw))`` fused, for
   sampling speed (no autograd); ``decode_samples`` uses it when present.
+* ``calibration_values(samples, conditions) -> (B, M)``, ``with_calibration_values(samples,
+  conditions, values, calibrated) -> samples`` and ``calibration_space: (offset, step)``: which
+  values of physical samples ``emulator calibrate`` maps and how they go back (calo: the
+  response, scaling the shower); default: every value, pooled (cosmo: the pixels). See
+  ``emulator.calibration``.
 * ``quick_val_observables: tuple[str, ...]``: the observables used for checkpoint selection.
 * ``preprocessing: dict``: a JSON description of the transform, saved in ``config.json``; its
   ``"name"`` identifies the variant.

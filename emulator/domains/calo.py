@@ -320,6 +320,26 @@ class CaloDomain:
         """Energy in GeV (B, 1) -> log10(E) / 2 (1-100 GeV -> 0-1)."""
         return torch.log10(conditions[:, :1]) * 0.5
 
+    # -- output calibration (emulator.calibration) ---------------------------------------------
+    calibration_space: tuple[float, float] = (1e-3, 0.001)
+    """Response in y = log10(R + 0.001), thresholds 0.001 apart (0.23 % in R; the e+ spread at 100 GeV is ~1 %)."""
+
+    def calibration_values(self, samples: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """The value ``emulator calibrate`` maps: each shower's response E_tot / E_inc (cells only), (B, 1)."""
+        e_mev = 1000.0 * conditions[:, :1].to(dtype=samples.dtype, device=samples.device)
+        return samples[:, :N_CELLS].sum(dim=1, keepdim=True) / e_mev
+
+    def with_calibration_values(
+        self, samples: torch.Tensor, conditions: torch.Tensor, values: torch.Tensor, calibrated: torch.Tensor
+    ) -> torch.Tensor:
+        """Each shower scaled as a whole (cells and overflow) to its calibrated response; its shape
+        is kept. Cells the scaling takes below the readout threshold are zeroed, as the simulator's."""
+        scale = torch.where(values > 0, calibrated / values.clamp_min(1e-30), torch.ones_like(values))
+        out = samples * scale.to(samples.dtype)
+        cells = out[:, :N_CELLS]
+        out[:, :N_CELLS] = torch.where(cells < READOUT_THRESHOLD_MEV, torch.zeros_like(cells), cells)
+        return out
+
     # -- training extras ----------------------------------------------------------------------
     def energy_response(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """E_tot / E_inc per sample (overflow excluded), differentiable in network space."""

@@ -260,6 +260,9 @@ class CosmoDomain:
         )
         return (conditions - low) / (high - low)
 
+    calibration_space: tuple[float, float] = (10.0**-LOG_SPAN, 0.05)
+    """Output calibration (emulator.calibration) of the pixels in y = log10(1+δ + 10^-2.6), 20 thresholds a decade."""
+
     # -- training extras ----------------------------------------------------------------------
     def critic_features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Of network-space maps ``x`` (B, 64*64), differentiable, float32: log10 P(k) - 2 in the

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from emulator.calibration import CALIBRATION_FILE, MarginalCalibration, fit_marginal_calibration
 from emulator.conditions import parse_conditions
@@ -15,7 +16,12 @@ from emulator.sampler import Sampler
 from emulator.testing import make_tiny_model
 from pipelines.cli import main
 
-LOW, HIGH = [0.0, 5.0], [1.0, 5.0]  # the second condition is fixed, as box size is for the cosmo domain
+
+def _features(c: np.ndarray) -> np.ndarray:
+    """The first condition, already on [0, 1]; the second is fixed (as box size is for the cosmo domain)."""
+    return np.asarray(c, dtype=np.float64)[:, :1]
+
+
 PER_SAMPLE = 512
 Z_EMPTY = -1.7507  # the standard normal's 4 % quantile
 
@@ -45,7 +51,7 @@ def calibration() -> MarginalCalibration:
     points = np.stack([np.linspace(0.0, 1.0, 21), np.full(21, 5.0)], axis=1)
     conditions = np.repeat(points, 8, axis=0)
     samples = np.concatenate([_reference(points[i : i + 1].repeat(8, 0), i) for i in range(len(points))])
-    return fit_marginal_calibration(_biased_generator, conditions, samples, LOW, HIGH, degree=3, per_point=8)
+    return fit_marginal_calibration(_biased_generator, conditions, samples, _features, degree=3, per_point=8)
 
 
 LEVELS = np.array([0.06, 0.1, 0.5, 0.9, 0.99])
@@ -59,7 +65,7 @@ def _log_quantiles(values: np.ndarray) -> np.ndarray:
 def test_calibration_maps_generated_values_onto_the_reference_distribution(calibration):
     cond = np.tile([0.37, 5.0], (64, 1))  # between the training points
     raw = _biased_generator(cond, 99)
-    fixed = calibration.apply(torch.from_numpy(raw), torch.from_numpy(cond)).numpy()
+    fixed = calibration.apply(torch.from_numpy(raw), torch.from_numpy(_features(cond))).numpy()
     want = _sigma(np.array(0.37)) * Z_LEVELS  # the reference's quantiles
     assert np.abs(_log_quantiles(raw) - want)[[0, 2]].min() > 0.25  # the generator is visibly off ...
     # ... and calibrated it is not (the rest: the fit's noise and the cubic's bias over 21 points)
@@ -71,7 +77,7 @@ def test_calibration_maps_generated_values_onto_the_reference_distribution(calib
 def test_calibration_is_monotone_and_keeps_empty_values_empty(calibration):
     cond = np.tile([0.8, 5.0], (4, 1))
     raw = _biased_generator(cond, 5)
-    fixed = calibration.apply(torch.from_numpy(raw).float(), torch.from_numpy(cond)).numpy()
+    fixed = calibration.apply(torch.from_numpy(raw).float(), torch.from_numpy(_features(cond))).numpy()
     assert fixed.dtype == np.float32 and fixed.shape == raw.shape
     assert (fixed[raw == 0] == 0).all()  # empty stays empty
     for r, f in zip(raw, fixed, strict=True):
@@ -79,22 +85,65 @@ def test_calibration_is_monotone_and_keeps_empty_values_empty(calibration):
         assert (np.diff(f[order]) >= 0).all()
 
 
-def test_fixed_conditions_are_left_out_of_the_polynomials(calibration):
-    assert calibration.features(torch.tensor([[0.5, 5.0]])).shape == (1, 4)  # 1, c, c^2, c^3
+def test_the_polynomials_are_in_the_condition_features(calibration):
+    assert calibration.coef_generated.shape == (4, len(calibration.thresholds_generated))  # 1, c, c^2, c^3 of one feature
 
 
 def test_save_and_load_round_trip(calibration, tmp_path: Path):
     path = calibration.save(tmp_path / CALIBRATION_FILE)
     loaded = MarginalCalibration.load(path)
-    x, cond = torch.rand(3, 50) * 10, torch.tensor([[0.1, 5.0], [0.5, 5.0], [0.9, 5.0]])
-    assert torch.equal(loaded.apply(x, cond), calibration.apply(x, cond))
+    x, features = torch.rand(3, 50) * 10, torch.tensor([[0.1], [0.5], [0.9]])
+    assert torch.equal(loaded.apply(x, features), calibration.apply(x, features))
     assert loaded.info == calibration.info and loaded.info["points"] == 21
 
 
 def test_too_few_points_for_the_degree_is_refused():
     cond = np.repeat([[0.2, 5.0], [0.8, 5.0]], 4, axis=0)
     with pytest.raises(ValueError, match="distinct condition points"):
-        fit_marginal_calibration(_biased_generator, cond, _reference(cond, 0), LOW, HIGH, degree=2)
+        fit_marginal_calibration(_biased_generator, cond, _reference(cond, 0), _features, degree=2)
+
+
+def _response_spread(energy: np.ndarray) -> np.ndarray:
+    return 0.1 / np.sqrt(energy) + 0.01
+
+
+def test_one_sample_per_point_calibrates_a_per_shower_response():
+    """Each calo shower has its own energy: a point holds one value, and the fit is a logistic regression."""
+    rng = np.random.default_rng(0)
+    energy = 10.0 ** rng.uniform(0.0, 2.0, 20_000)[:, None]
+    reference = 0.95 + _response_spread(energy) * rng.standard_normal(energy.shape)
+
+    def narrow_generator(cond: np.ndarray, seed: int) -> np.ndarray:  # 40 % too narrow, 5 % low
+        noise = np.random.default_rng(seed + 1).standard_normal(cond.shape)
+        return 0.90 + 0.6 * _response_spread(cond) * noise
+
+    calib = fit_marginal_calibration(
+        narrow_generator, energy, reference, lambda c: np.log10(c) / 2, degree=5, per_point=1, offset=1e-3, step=0.001
+    )
+    assert calib.info["points"] == 20_000
+    for e in (2.0, 40.0):
+        cond = np.full((20_000, 1), e)
+        raw = narrow_generator(cond, 7)
+        fixed = calib.apply(torch.from_numpy(raw), torch.from_numpy(np.log10(cond) / 2)).numpy()
+        assert abs(raw.mean() - 0.95) > 0.04 and raw.std() < 0.7 * _response_spread(e)
+        assert abs(fixed.mean() - 0.95) < 0.1 * _response_spread(e)
+        assert abs(fixed.std() / _response_spread(e) - 1.0) < 0.05
+
+
+def test_calo_calibration_scales_whole_showers():
+    from emulator.domains import get_domain
+    from physics_data.calo.geometry import N_CELLS, READOUT_THRESHOLD_MEV
+
+    domain = get_domain("calo")
+    samples = torch.rand(5, 507) * 100.0 + 1.0
+    samples[0, :3] = READOUT_THRESHOLD_MEV * 1.01  # falls below the threshold when scaled down
+    cond = torch.tensor([[2.0], [10.0], [30.0], [60.0], [90.0]])
+    response = domain.calibration_values(samples, cond)
+    assert response.shape == (5, 1)
+    torch.testing.assert_close(response[:, 0], samples[:, :N_CELLS].sum(1) / (1000.0 * cond[:, 0]))
+    out = domain.with_calibration_values(samples, cond, response, response * 0.9)
+    torch.testing.assert_close(out[1:], samples[1:] * 0.9)  # shape and overflow scaled alike
+    assert (out[0, :3] == 0).all() and torch.allclose(out[0, 3:], samples[0, 3:] * 0.9)
 
 
 def _shift_calibration(offset: float, shift: float) -> MarginalCalibration:
@@ -104,7 +153,7 @@ def _shift_calibration(offset: float, shift: float) -> MarginalCalibration:
     gen[0] = 2.0 * t  # logit P(y < t): a logistic distribution of y
     ref = torch.zeros_like(gen)
     ref[0] = 2.0 * (t - shift)
-    return MarginalCalibration(t, gen, ref, 0, torch.tensor([0.101, 0.487]), torch.tensor([0.487, 1.331]), offset)
+    return MarginalCalibration(t, t, gen, ref, 0, offset)
 
 
 def test_sampler_applies_the_model_directorys_calibration(tmp_path: Path):
@@ -143,6 +192,33 @@ def test_calibrate_cli_fits_records_and_removes(tmp_path: Path, capsys):
     assert main(["calibrate", str(model), "--remove"]) == 0
     assert not (model / CALIBRATION_FILE).exists()
     assert "calibration" not in json.loads((model / "card.json").read_text())
+
+
+def test_calibrate_cli_calo_maps_the_response(tmp_path: Path, capsys):
+    data = tmp_path / "gamma.h5"
+    assert main(["simulate", "calo", "--particle", "gamma", "--n", "200", "--energy", "1:100", "--seed", "3",
+                 "--out", str(data)]) == 0  # fmt: skip
+    model = make_tiny_model(tmp_path / "calo-tiny", domain="calo")
+    weights = load_file(model / "generator.safetensors")
+    weights["out.bias"][507] = 1.0  # the response output: ~1.7 E_inc, not overlapping the simulator's ~1
+    save_file(weights, model / "generator.safetensors")
+    assert main(["calibrate", str(model), "--data", str(data), "--degree", "2", "--per-point", "1", "--quiet"]) == 0
+    assert "200 points x 1 generated" in capsys.readouterr().out
+    calibrated, bare = Sampler.from_dir(model, device="cpu"), Sampler.from_dir(model, device="cpu", calibrated=False)
+    spec = parse_conditions(bare.domain, {"energy": 20.0}, 64)
+    raw, got = (s.generate(64, spec, seed=2).samples.astype(np.float64) for s in (bare, calibrated))
+    cond, reference, _ = bare.domain.read_samples(data)
+    near = (cond[:, 0] > 10) & (cond[:, 0] < 40)
+    ref_q = np.quantile(reference[near, :504].sum(1) / (1e3 * cond[near, 0]), [0.1, 0.5, 0.9])
+    response = {name: x[:, :504].sum(1) / 20e3 for name, x in (("raw", raw), ("got", got))}
+    # the untrained generator's response (1.2-1.8) does not even overlap the simulator's (~0.99-1.0);
+    # calibrated, its 10/50/90 % quantiles are the simulator's (at 10-40 GeV) within 0.01
+    assert np.quantile(response["raw"], 0.1) > ref_q[2] + 0.1
+    np.testing.assert_allclose(np.quantile(response["got"], [0.1, 0.5, 0.9]), ref_q, atol=0.01)
+    lit = (raw[:, :504] > 0) & (got[:, :504] > 0)
+    ratio = got[:, :504][lit] / raw[:, :504][lit]
+    rows = np.nonzero(lit)[0]
+    np.testing.assert_allclose(ratio, (response["got"] / response["raw"])[rows], rtol=1e-4)  # one factor per shower
 
 
 def test_calibrate_cli_names_what_is_missing(tmp_path: Path, capsys):
