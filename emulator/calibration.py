@@ -23,7 +23,8 @@ functions of the conditions:
 * values live in y = log10(v + offset); v <= 0 (an empty value) counts as 0, the lowest value,
   and stays as it is. Where the training data have more empty values than the generator, its
   lowest positive values map to (nearly) 0; where fewer, the generator's excess stays. The
-  thresholds t_j are a grid in y, ``step`` apart, spanning the values seen, one grid for the
+  thresholds t_j are a grid in y, ``step`` apart, spanning the values seen (thinned to at most 200
+  points near evenly spaced quantiles of the values when it is longer), one grid for the
   generated and one for the training values (so the two need not overlap; the domain's
   ``calibration_space`` gives offset and step);
 * for each threshold, logit P(y < t_j | c) is a polynomial of total degree ``degree`` in the
@@ -295,6 +296,7 @@ def fit_marginal_calibration(
     offset: float = DEFAULT_OFFSET,
     step: float = DEFAULT_STEP,
     min_tail: int = 5,
+    max_thresholds: int = 200,
     block: int = 4096,
     progress: Callable | None = None,
 ) -> MarginalCalibration:
@@ -313,6 +315,8 @@ def fit_marginal_calibration(
         min_tail: thresholds need at least this many values below and above them (in the training
             data for the reference curve, in the generated samples for the generated one), pooled
             over all points.
+        max_thresholds: at most this many thresholds: where the step grid has more (a response spread
+            over decades, as pi+'s), the grid points nearest to evenly spaced quantiles of all values.
         block: samples per generation call (bounds memory).
         progress: optional wrapper of the block iterator, e.g. ``tqdm``.
     """
@@ -338,6 +342,11 @@ def fit_marginal_calibration(
     extremes = [float(f(v)) for v in (values, generated) for f in (np.min, np.max)]
     lowest = np.floor(np.log10(max(min(extremes), 0.0) + offset) / step) * step
     grid = np.arange(lowest, np.log10(max(extremes) + offset) + step, step)
+    if len(grid) > max_thresholds:  # keep the grid points nearest to evenly spaced quantiles of all values
+        rng = np.random.default_rng(seed)
+        pooled = np.concatenate([rng.choice(v.ravel(), min(v.size, 10**6)) for v in (values, generated)])
+        quantiles = np.quantile(np.log10(np.maximum(pooled, 0.0) + offset), np.linspace(0.0, 1.0, max_thresholds))
+        grid = grid[np.unique(np.abs(grid[:, None] - quantiles[None, :]).argmin(axis=0))]
     k_ref, n_ref = _counts_below(values, index, len(points), grid, offset)
     k_gen, n_gen = _counts_below(generated, np.repeat(np.arange(len(points)), per_point), len(points), grid, offset)
     cols, coef = {}, {}

@@ -130,6 +130,22 @@ def test_one_sample_per_point_calibrates_a_per_shower_response():
         assert abs(fixed.std() / _response_spread(e) - 1.0) < 0.05
 
 
+def test_values_over_decades_get_at_most_max_thresholds():
+    """A fine step over three decades (pi+ responses reach from 0.002 to 1) is thinned to quantiles of the values."""
+    rng = np.random.default_rng(1)
+    cond = rng.uniform(0.0, 1.0, (50_000, 1))
+    reference = 10.0 ** rng.uniform(-3.0, 0.0, cond.shape)
+
+    def generate(c: np.ndarray, seed: int) -> np.ndarray:  # the same, twice as large
+        return 2.0 * 10.0 ** np.random.default_rng(seed).uniform(-3.0, 0.0, c.shape)
+
+    calib = fit_marginal_calibration(generate, cond, reference, _features, degree=1, per_point=1, offset=1e-4, step=0.001)
+    assert 100 < len(calib.thresholds_reference) <= 200 and len(calib.thresholds_generated) <= 200
+    mid = torch.full((3, 1), 0.5)
+    fixed = calib.apply(torch.tensor([[2e-2], [2e-1], [1.0]]), mid).numpy().ravel()
+    np.testing.assert_allclose(fixed, [1e-2, 1e-1, 0.5], rtol=0.08)  # 0.03 decades
+
+
 def test_calo_calibration_scales_whole_showers():
     from emulator.domains import get_domain
     from physics_data.calo.geometry import N_CELLS, READOUT_THRESHOLD_MEV
