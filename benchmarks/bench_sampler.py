@@ -4,7 +4,8 @@ For each batch size (1k-64k) it times ``Sampler.generate`` end to end (condition
 generator, preprocessing inverse, copy into the output array) for energies uniform in 1-100 GeV
 and for all at 50 GeV, and, separately, the bare generator forward pass. The last column is the
 speed-up of the sampler's inference form of the generator (``MLPGenerator.for_sampling``) over
-the module as trained, timed in the same run. The compute floor is the FLOPs per shower (counted from the layer
+the module as trained, timed in the same run; for a model with an output calibration
+(``emulator calibrate``) the column after it is the calibrated rate over the bare generator's. The compute floor is the FLOPs per shower (counted from the layer
 shapes) divided by the float32 matmul rate of this machine, measured in the same process
 on a square matmul; the ratio says how close the sampler gets to it.
 
@@ -86,7 +87,7 @@ def main() -> None:
         print(f"measured fp32 matmul rate {rate / 1e9:.1f} GFLOP/s -> compute floor {floor:,.0f} showers/s")
         print(
             f"{'batch':>7} {'generate/s':>12} {'per min':>10} {'forward/s':>11} {'of floor':>9} "
-            f"{'50 GeV/s':>10} {'vs training form (uniform / 50 GeV)':>36}"
+            f"{'50 GeV/s':>10} {'vs training form (uniform / 50 GeV)':>36} {'calibrated / bare':>18}"
         )
         for n in args.batch:
             spec = parse_conditions(sampler.domain, "1:100", n)
@@ -104,6 +105,9 @@ def main() -> None:
             sampling_form, sampler.forward = sampler.forward, sampler.generator  # baseline: the module as trained
             t_gen_base, t_fixed_base = time_generate(spec), time_generate(fixed)
             sampler.forward = sampling_form
+            calibration, sampler.calibration = sampler.calibration, None
+            t_bare = time_generate(spec) if calibration is not None else t_gen
+            sampler.calibration = calibration
             z = torch.randn(min(n, 8192), gen.noise_dim, device=device)
             c = torch.rand(len(z), 1, device=device)
 
@@ -116,6 +120,7 @@ def main() -> None:
             print(
                 f"{n:>7} {n / t_gen:>12,.0f} {60 * n / t_gen / 1e6:>9.2f}M {n / t_fwd:>11,.0f} "
                 f"{n / t_gen / floor:>8.0%} {n / t_fixed:>10,.0f} {t_gen_base / t_gen:>24.2f}x / {t_fixed_base / t_fixed:.2f}x"
+                f" {t_bare / t_gen:>17.2f}x"
             )
 
 
