@@ -336,8 +336,8 @@ def fit_marginal_calibration(
     starts = range(0, len(points), per_block)
     generated = []
     for b, start in enumerate(starts if progress is None else progress(starts)):
-        ids = points[start : start + per_block]
-        generated.append(np.asarray(generate(np.repeat(ids, per_point, axis=0), seed + b), np.float32).reshape(len(ids) * per_point, -1))
+        batch = np.repeat(points[start : start + per_block], per_point, axis=0)  # each point's samples together
+        generated.append(np.asarray(generate(batch, seed + b), np.float32).reshape(len(batch), -1))
     generated = np.concatenate(generated)
     extremes = [float(f(v)) for v in (values, generated) for f in (np.min, np.max)]
     lowest = np.floor(np.log10(max(min(extremes), 0.0) + offset) / step) * step
