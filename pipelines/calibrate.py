@@ -1,9 +1,9 @@
 """``emulator calibrate``: fit a model's conditional quantile map on its training data (emulator.calibration).
 
 The domain says which values are mapped: cosmo the pixels (the pixel PDF), calo each shower's
-response E_tot/E_inc (the whole shower is scaled with it). Writes ``calibration.safetensors`` into the model directory (atomically) and records how it was
-fitted in the card; from then on the sampler, the service, ``emulator generate`` and ``emulator
-validate`` apply it. The fit sees only the training file, never a held-out reference: run
+response E_tot/E_inc (the whole shower is scaled with it). Writes ``calibration.safetensors`` into
+the model directory (atomically) and records how it was fitted in the card; from then on the
+sampler, the service, ``emulator generate`` and ``emulator validate`` apply it. The fit sees only the training file, never a held-out reference: run
 ``emulator validate`` (or scripts/cosmo_heldout_check.py) afterwards to judge it.
 
     emulator calibrate runs/cp/models/cosmo-slice64 --data data/cosmo/train-800.h5
@@ -32,8 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model_dir", type=Path, help="model directory (config.json, card.json, generator.safetensors)")
     p.add_argument("--data", type=Path, help="the training file the model was trained on (required unless --remove)")
-    p.add_argument("--degree", type=int, default=4, help="total degree of the polynomials in the conditions (default 4)")
-    p.add_argument("--per-point", type=int, default=24, help="generated samples per training point (default 24)")
+    p.add_argument("--degree", type=int, default=4, help="total degree of the polynomials in the condition features (default 4; the shipped calo models: 6)")
+    p.add_argument("--per-point", type=int, default=24, help="generated samples per training point (default 24; calo, one shower per energy: 1)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (block b of generated samples uses seed + b)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--remove", action="store_true", help="delete the model's calibration instead")
