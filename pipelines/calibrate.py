@@ -3,8 +3,9 @@
 The domain says which values are mapped: cosmo the pixels (the pixel PDF), calo each shower's
 response E_tot/E_inc (the whole shower is scaled with it). Writes ``calibration.safetensors`` into
 the model directory (atomically) and records how it was fitted in the card; from then on the
-sampler, the service, ``emulator generate`` and ``emulator validate`` apply it. The fit sees only the training file, never a held-out reference: run
-``emulator validate`` (or scripts/cosmo_heldout_check.py) afterwards to judge it.
+sampler, the service, ``emulator generate`` and ``emulator validate`` apply it. The fit sees only
+the training file, never a held-out reference: run ``emulator validate`` (or
+scripts/cosmo_heldout_check.py) afterwards to judge it.
 
     emulator calibrate runs/cp/models/cosmo-slice64 --data data/cosmo/train-800.h5
     emulator calibrate models/calo-eplus --data data/calo/eplus-train.h5 --degree 6 --per-point 1
