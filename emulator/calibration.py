@@ -36,7 +36,10 @@ functions of the conditions:
 * at a condition, both curves are made increasing in t (running maximum), a value's logit is
   read off the generated curve by linear interpolation and mapped back through the reference
   curve (continued linearly past its ends when the generator's tail is the longer one). Beyond
-  the grid the map continues as a shift by its value at the grid's end.
+  the generated grid the map continues as a shift by its value at the grid's end. Guards keep a
+  polynomial extrapolated to where a tail has no counts from flinging values: logits are clipped
+  at +-(ln n + 3) for n fitted values, and no result lies beyond the training values' grid by
+  more than a tenth of its span.
 
 ``emulator calibrate`` builds it for a model directory, and ``Sampler`` applies it
 (``calibrate_samples``) when the directory holds ``calibration.safetensors``.
@@ -45,6 +48,7 @@ functions of the conditions:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +74,11 @@ CALIBRATION_FILE = "calibration.safetensors"
 DEFAULT_OFFSET = 10.0**-2.6  # values below ~0.0025 are one value (a domain may set its own: calibration_space)
 DEFAULT_STEP = 0.05  # threshold spacing in log10: 20 per decade
 _RIDGE = 1e-3  # on the logit coefficients: finite fits where a tail is empty at every training point
-_MONOTONE_EPS = 1e-6  # keeps the logit curves strictly increasing, so the inverse is defined
-_TAIL_SEGMENTS = 4  # a logit beyond the reference curve's ends continues its last 0.2 decades' slope ...
-_MAX_TAIL_SLOPE = 1.0  # ... of at most one decade per unit of logit
+_MONOTONE_EPS = 1e-6  # added after the running maximum: the logit curves are strictly increasing, so invertible
+_TAIL_SEGMENTS = 4  # a logit beyond the reference curve's ends continues its last 4 segments' slope ...
+_MAX_TAIL_SLOPE = 1.0  # ... of at most one decade per unit of logit ...
+_OUTPUT_MARGIN = 0.1  # ... and no result beyond the reference grid by more than this fraction of its span
+_LOGIT_HEADROOM = 3.0  # logits are clipped at +-(ln of the values fitted + this): the fit knows nothing rarer
 
 
 def _basis(u: torch.Tensor, degree: int) -> torch.Tensor:
@@ -104,7 +110,7 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor, tail: int = 0) 
     if tail:
         tail = min(tail, xp.shape[1] - 1)
         for end, inner, beyond in ((0, tail, x < xp[:, :1]), (-1, -1 - tail, x > xp[:, -1:])):
-            slope = ((fp[:, end] - fp[:, inner]) / (xp[:, end] - xp[:, inner])).clamp(max=_MAX_TAIL_SLOPE)
+            slope = ((fp[:, inner] - fp[:, end]) / (xp[:, inner] - xp[:, end])).clamp(0.0, _MAX_TAIL_SLOPE)
             out = torch.where(beyond, fp[:, end, None] + (x - xp[:, end, None]) * slope[:, None], out)
     return out
 
@@ -119,6 +125,7 @@ class MarginalCalibration:
             logit P(y < t_j | c) of the generated and of the training values.
         degree: total degree of the polynomials in the condition features.
         offset: the value offset of y.
+        logit_limit: the curves are clipped to +-this (files written before it existed: no clipping).
         info: how it was fitted (data, points, samples per point), for the model card.
     """
 
@@ -128,6 +135,7 @@ class MarginalCalibration:
     coef_reference: torch.Tensor
     degree: int
     offset: float = DEFAULT_OFFSET
+    logit_limit: float = math.inf
     info: dict[str, Any] = field(default_factory=dict)
 
     def logit_curves(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +145,8 @@ class MarginalCalibration:
 
         def increasing(coef: torch.Tensor) -> torch.Tensor:
             ramp = _MONOTONE_EPS * torch.arange(coef.shape[1], dtype=torch.float64)
-            return torch.cummax(x @ coef.to(x) + ramp, dim=1).values
+            logit = (x @ coef.to(x)).clamp(-self.logit_limit, self.logit_limit)
+            return torch.cummax(logit, dim=1).values + ramp
 
         return increasing(self.coef_generated), increasing(self.coef_reference)
 
@@ -165,6 +174,9 @@ class MarginalCalibration:
         # beyond the generated grid: a shift by the map's value at the grid's end (continuous, monotone)
         shift_lo, shift_hi = quantile_map(t_gen[:, :1]) - t[0], quantile_map(t_gen[:, -1:]) - t[-1]
         mapped = torch.where(y < t[0], y + shift_lo, torch.where(y > t[-1], y + shift_hi, mapped))
+        t_ref = self.thresholds_reference.to(device=flat.device, dtype=torch.float64)
+        margin = _OUTPUT_MARGIN * float(t_ref[-1] - t_ref[0])
+        mapped = mapped.clamp(float(t_ref[0]) - margin, float(t_ref[-1]) + margin)
         out = (10.0**mapped - self.offset).clamp_min(0.0)
         out = torch.where(flat > 0, out, flat.double())
         return out.to(values.dtype).reshape(values.shape)
@@ -178,7 +190,10 @@ class MarginalCalibration:
             "thresholds_generated": self.thresholds_generated, "thresholds_reference": self.thresholds_reference,
             "coef_generated": self.coef_generated, "coef_reference": self.coef_reference,
         }  # fmt: skip
-        meta = {"degree": str(self.degree), "offset": repr(self.offset), "info": json.dumps(self.info)}
+        meta = {
+            "degree": str(self.degree), "offset": repr(self.offset), "logit_limit": repr(self.logit_limit),
+            "info": json.dumps(self.info),
+        }  # fmt: skip
         atomic_save_tensors({k: v.double().clone() for k, v in tensors.items()}, path, meta)
         return path
 
@@ -196,7 +211,8 @@ class MarginalCalibration:
             return cls(
                 thresholds_generated=t["thresholds_generated"], thresholds_reference=t["thresholds_reference"],
                 coef_generated=t["coef_generated"], coef_reference=t["coef_reference"],
-                degree=int(meta["degree"]), offset=float(meta["offset"]), info=json.loads(meta.get("info", "{}")),
+                degree=int(meta["degree"]), offset=float(meta["offset"]),
+                logit_limit=float(meta.get("logit_limit", "inf")), info=json.loads(meta.get("info", "{}")),
             )  # fmt: skip
         except KeyError as exc:
             raise ValueError(f"{path}: not a calibration file (missing {exc})") from None
@@ -365,5 +381,6 @@ def fit_marginal_calibration(
         "value_range": [float(10 ** grid[cols["ref"][0]] - offset), float(10 ** grid[cols["ref"][-1]] - offset)],
     }  # fmt: skip
     return MarginalCalibration(
-        torch.from_numpy(grid[cols["gen"]]), torch.from_numpy(grid[cols["ref"]]), coef["gen"], coef["ref"], degree, offset, info
+        torch.from_numpy(grid[cols["gen"]]), torch.from_numpy(grid[cols["ref"]]), coef["gen"], coef["ref"], degree, offset,
+        math.log(min(values.size, generated.size)) + _LOGIT_HEADROOM, info,
     )

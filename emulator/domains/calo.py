@@ -333,11 +333,13 @@ class CaloDomain:
         self, samples: torch.Tensor, conditions: torch.Tensor, values: torch.Tensor, calibrated: torch.Tensor
     ) -> torch.Tensor:
         """Each shower scaled as a whole (cells and overflow) to its calibrated response; its shape
-        is kept. Cells the scaling takes below the readout threshold are zeroed, as the simulator's."""
+        is kept. Cells the scaling takes below the readout threshold are zeroed, as the simulator's, and
+        no cell exceeds 1.5 E_inc (the bound ``from_network`` keeps)."""
         scale = torch.where(values > 0, calibrated / values.clamp_min(1e-30), torch.ones_like(values))
         out = samples * scale.to(samples.dtype)
         cells = out[:, :N_CELLS]
-        out[:, :N_CELLS] = torch.where(cells < READOUT_THRESHOLD_MEV, torch.zeros_like(cells), cells)
+        cap = 1.5 * 1000.0 * conditions[:, :1].to(dtype=out.dtype, device=out.device)
+        out[:, :N_CELLS] = torch.where(cells < READOUT_THRESHOLD_MEV, torch.zeros_like(cells), torch.minimum(cells, cap))
         return out
 
     # -- training extras ----------------------------------------------------------------------

@@ -121,6 +121,11 @@ def test_one_sample_per_point_calibrates_a_per_shower_response():
         narrow_generator, energy, reference, lambda c: np.log10(c) / 2, degree=5, per_point=1, offset=1e-3, step=0.001
     )
     assert calib.info["points"] == 20_000
+    # far outside what was fitted (responses of 0.3 or 3 at the range's ends), nothing is flung: the results
+    # stay finite and within a tenth of the training values' span of them
+    far = calib.apply(torch.tensor([[0.3], [3.0], [0.3], [3.0]]), torch.tensor([[0.0], [0.0], [1.0], [1.0]])).numpy()
+    lo, hi = reference.min(), reference.max()
+    assert np.isfinite(far).all() and (far > lo - 0.2 * (hi - lo)).all() and (far < hi + 0.2 * (hi - lo)).all()
     for e in (2.0, 40.0):
         cond = np.full((20_000, 1), e)
         raw = narrow_generator(cond, 7)
