@@ -160,11 +160,8 @@ class MarginalCalibration:
             return values
         flat = values.reshape(len(values), -1)
         lg, lr = (curve.to(flat.device) for curve in self.logit_curves(features))
-        t = self.thresholds_generated.to(device=flat.device, dtype=torch.float64)
-        t_gen, t_ref = (
-            grid.to(device=flat.device, dtype=torch.float64).expand(len(flat), -1).contiguous()
-            for grid in (self.thresholds_generated, self.thresholds_reference)
-        )
+        t, t_r = (grid.to(device=flat.device, dtype=torch.float64) for grid in (self.thresholds_generated, self.thresholds_reference))
+        t_gen, t_ref = (grid.expand(len(flat), -1).contiguous() for grid in (t, t_r))
         y = torch.log10(flat.double().clamp_min(0.0) + self.offset)
 
         def quantile_map(v: torch.Tensor) -> torch.Tensor:
@@ -174,9 +171,8 @@ class MarginalCalibration:
         # beyond the generated grid: a shift by the map's value at the grid's end (continuous, monotone)
         shift_lo, shift_hi = quantile_map(t_gen[:, :1]) - t[0], quantile_map(t_gen[:, -1:]) - t[-1]
         mapped = torch.where(y < t[0], y + shift_lo, torch.where(y > t[-1], y + shift_hi, mapped))
-        t_ref = self.thresholds_reference.to(device=flat.device, dtype=torch.float64)
-        margin = _OUTPUT_MARGIN * float(t_ref[-1] - t_ref[0])
-        mapped = mapped.clamp(float(t_ref[0]) - margin, float(t_ref[-1]) + margin)
+        margin = _OUTPUT_MARGIN * float(t_r[-1] - t_r[0])
+        mapped = mapped.clamp(float(t_r[0]) - margin, float(t_r[-1]) + margin)
         out = (10.0**mapped - self.offset).clamp_min(0.0)
         out = torch.where(flat > 0, out, flat.double())
         return out.to(values.dtype).reshape(values.shape)
