@@ -41,6 +41,11 @@ cells in whole GFLASH-like spots (``CaloDomain._quantise_spots``): the generator
 layer a spot energy, a staircase slope and a scale for cells below half a spot (raw values
 508-516) besides the response. An experiment, not shipped (README).
 
+A fourth variant, ``log1p_threshold_whole_spots``, makes every cell a whole number of spots
+(``CaloDomain._whole_spot_counts``): the generator's cell is an intensity, u = cell / q_l spots with a
+learned spot energy q_l per layer (raw values 508-510), rounded to n = round(u); no staircase, no
+faint cells. The counts get a finite-difference surrogate gradient (``network_output``).
+
 Condition features: log10(E / 1 GeV) / 2, which maps 1-100 GeV onto [0, 1].
 """
 
@@ -66,9 +71,10 @@ SCALE = 1e-4
 X_MAX = math.log1p(1.5 / SCALE)
 """Network-space cap: one value can hold at most 1.5 x the incident energy."""
 
-UNITS = ("log1p_fraction", "log1p_threshold", "log1p_threshold_spots")
+UNITS = ("log1p_fraction", "log1p_threshold", "log1p_threshold_spots", "log1p_threshold_whole_spots")
 """Preprocessing variants: values in units of SCALE x E_inc (the default) or of the readout threshold,
-the latter also with the generator's cells quantised in learned spot energies (see ``_quantise_spots``)."""
+the latter also with the generator's cells quantised in learned spot energies (``_quantise_spots``: a
+learned staircase; ``_whole_spot_counts``: whole spots only, with a finite-difference surrogate gradient)."""
 
 SPOT_MEV_START = 10.0
 """Spot energy (MeV) of the ``log1p_threshold_spots`` output at a raw value of 0; the generator learns its own."""
@@ -171,9 +177,10 @@ class CaloDomain:
             raise ValueError(f"unknown calo preprocessing {preprocessing!r}; choose one of {', '.join(UNITS)}")
         self._threshold_units = preprocessing != "log1p_fraction"
         self._spots = preprocessing == "log1p_threshold_spots"
+        self._whole_spots = preprocessing == "log1p_threshold_whole_spots"
         # the response R (see network_output), then with spots per layer the log spot energy, the staircase
-        # slope and the faint scale
-        self.generator_extra_outputs: int = 1 + 3 * N_LAYERS * self._spots
+        # slope and the faint scale; with whole spots per layer the log spot energy
+        self.generator_extra_outputs: int = 1 + 3 * N_LAYERS * self._spots + N_LAYERS * self._whole_spots
         # network values are clamped to [0, x_cap] before expm1; with fraction units x_cap is the 1.5 E cap itself
         self._x_cap = _THRESHOLD_X_CAP if self._threshold_units else X_MAX
         # the largest value as a fraction of E_inc (1.5, up to rounding with fraction units)
@@ -203,6 +210,12 @@ class CaloDomain:
                 f"exp({_SPOT_GAIN} * raw[508 + l]): u >= 0.5 -> round(u) + a_l (u - round(u)), "
                 f"a_l = sigmoid({_SPOT_GAIN} * raw[511 + l] + logit({_SLOPE_START})); u < 0.5 -> b_l u, "
                 f"b_l = sigmoid({_FAINT_GAIN} * raw[514 + l] + logit({_FAINT_START})); rescaled again"
+            )
+        if self._whole_spots:
+            self.preprocessing["spots"] = (
+                f"after the rescaling, each cell of layer l holds n = round(cell / q_l) whole spots, q_l = "
+                f"{SPOT_MEV_START} MeV * exp({_SPOT_GAIN} * raw[508 + l]); cells = n q_l, rescaled again to the "
+                "response (training: a finite-difference surrogate gradient for n, see _whole_spot_counts)"
             )
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -234,12 +247,15 @@ class CaloDomain:
         v = torch.expm1(x.clamp(0.0, self._x_cap)) * (self._unit_fraction(conditions, x) * e_mev)
         return torch.minimum(v, self._value_cap * e_mev) if self._threshold_units else v  # fractions: the clamp caps
 
-    def _fractions(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    def _fractions(
+        self, raw: torch.Tensor, conditions: torch.Tensor, surrogate: list | None = None
+    ) -> torch.Tensor:
         """Raw generator output (B, 507 + extras) -> the 507 values as fractions of E_inc, in float32.
 
         ReLU on the 507 values, the 504 cells rescaled to sum to the response given by raw
         value 507 (with spots: quantised and rescaled again), then the readout threshold
-        (see the module docstring).
+        (see the module docstring). With whole spots, ``surrogate`` (a list) receives what
+        ``network_output`` needs for the counts' gradient: (u, spot energy per cell), both (B, 504).
         """
         raw = raw.float()
         frac = torch.expm1(raw[:, : N_CELLS + N_LAYERS].clamp(0.0, self._x_cap)) * self._unit_fraction(conditions, raw)
@@ -251,6 +267,10 @@ class CaloDomain:
         if self._spots:  # in physical units (the scale before the rescaling is arbitrary), then the sum again
             cells = self._quantise_spots(cells, raw, conditions)
             cells = cells * (response / (cells.sum(dim=1, keepdim=True) + 1e-12))
+        if self._whole_spots:
+            cells, u, spot = self._whole_spot_counts(cells, raw, conditions, response)
+            if surrogate is not None:
+                surrogate += [u, spot]
         threshold = READOUT_THRESHOLD_MEV / (1000.0 * conditions[:, :1].to(cells))  # as a fraction of E_inc
         cells = torch.where(cells >= threshold, cells, torch.zeros_like(cells))
         return torch.cat([cells, overflow], dim=1)
@@ -285,10 +305,52 @@ class CaloDomain:
         change = torch.where(whole, (slope_cell - 1.0) * residual * q_cell, (faint_cell - 1.0) * cells.detach())
         return cells + change
 
+    def _whole_spot_counts(
+        self, cells: torch.Tensor, raw: torch.Tensor, conditions: torch.Tensor, response: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cells (B, 504, fractions of E_inc summing to the response) -> (cells in whole spots, u, spot energy).
+
+        The reference (GFLASH) deposits spots of nearly equal energy, so its sparse cells hold
+        1, 2, 3... spots and never a fraction of one; a smooth generator leaves faint cells the
+        reference lacks and blurs the peaks (README, 1.7.0). Here the generator's cell is an
+        intensity: u = cell / q_l spots, with q_l the layer's spot energy (per shower, from the
+        head), and the cell holds n = round(u) whole spots (u < 0.5: empty). Which faint cells
+        light is decided by the generator's output noise. The cells n q_l are rescaled to the
+        response again (a factor within a few per cent of 1; its sum of counts is held constant for
+        gradients), so the spot energy is q_l up to that factor. Gradients: q_l and the response
+        exactly (cells = n q_l R / sum); the counts by a surrogate added in ``network_output``
+        (``u`` here carries it).
+        """
+        k = N_CELLS + N_LAYERS + 1  # raw layout: 507 values, the response, then per layer log q
+        e_mev = 1000.0 * conditions[:, :1].to(cells)
+        q = SPOT_MEV_START * torch.exp(_SPOT_GAIN * raw[:, k : k + N_LAYERS].float()) / e_mev  # (B, 3), fractions
+        q_cell = q[:, _LAYER_OF_CELL.to(cells.device)]
+        u = cells / q_cell.detach()
+        whole = torch.round(u.detach()) * q_cell
+        total = whole.detach().sum(dim=1, keepdim=True)
+        # a shower below half a spot everywhere keeps its unquantised cells rather than losing its energy
+        whole = torch.where(total > 0, whole * (response / total.clamp_min(1e-30)), cells)
+        spot = torch.where(total > 0, q_cell * (response / total.clamp_min(1e-30)), q_cell).detach()
+        return whole, u, spot
+
     def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Raw generator output (B, 507 + extras) -> network-space showers (B, 507), differentiable."""
-        frac = self._fractions(raw, conditions)
-        return torch.log1p(frac / self._unit_fraction(conditions, frac))
+        """Raw generator output (B, 507 + extras) -> network-space showers (B, 507), differentiable.
+
+        With whole spots the counts n = round(u) have no gradient of their own; the surrogate is
+        x_n + (x_{n+1} - x_n) (u - u.detach()): the value stays x_n, and the gradient is the step
+        one more spot would make in network space (a finite difference, not the log's slope at
+        the current value, which at an empty cell is ~700 times the step to one 11 MeV spot).
+        """
+        surrogate: list = []
+        frac = self._fractions(raw, conditions, surrogate)
+        unit = self._unit_fraction(conditions, frac)
+        x = torch.log1p(frac / unit)
+        if not surrogate:
+            return x
+        u, spot = surrogate
+        cells = x[:, :N_CELLS]
+        step = (torch.log1p((frac[:, :N_CELLS] + spot) / unit) - cells).detach()
+        return torch.cat([cells + step * (u - u.detach()), x[:, N_CELLS:]], dim=1)
 
     @torch.inference_mode()
     def decode(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
@@ -300,6 +362,8 @@ class CaloDomain:
         """
         raw = raw.float()
         e_mev = 1000.0 * conditions[:, :1].to(raw)
+        if self._whole_spots:  # an experiment: the plain passes, not the in-place ones
+            return torch.minimum(self._fractions(raw, conditions) * e_mev, self._value_cap * e_mev)
         unit = self._unit_fraction(conditions, raw)
         out = raw[:, : N_CELLS + N_LAYERS].clamp(0.0, self._x_cap).expm1_()  # in units of unit x E
         cells, overflow = out[:, :N_CELLS], out[:, N_CELLS:]
