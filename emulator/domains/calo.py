@@ -41,10 +41,10 @@ cells in whole GFLASH-like spots (``CaloDomain._quantise_spots``): the generator
 layer a spot energy, a staircase slope and a scale for cells below half a spot (raw values
 508-516) besides the response. An experiment, not shipped (README).
 
-A fourth variant, ``log1p_threshold_whole_spots``, makes every cell a whole number of spots
-(``CaloDomain._whole_spot_counts``): the generator's cell is an intensity, u = cell / q_l spots with a
-learned spot energy q_l per layer (raw values 508-510), rounded to n = round(u); no staircase, no
-faint cells. The counts get a finite-difference surrogate gradient (``network_output``).
+A fourth variant, ``log1p_threshold_whole_spots``, makes every front-layer cell a whole number of
+spots of the reference's spot energy (``CaloDomain._whole_spot_counts``): the generator's cell is an
+intensity, u = cell / 11.5 MeV spots, rounded to n = round(u); no staircase, no faint cells. The
+counts get a finite-difference surrogate gradient (``network_output``). An experiment (README).
 
 Condition features: log10(E / 1 GeV) / 2, which maps 1-100 GeV onto [0, 1].
 """
@@ -63,7 +63,7 @@ from emulator.domains.soft_histogram import soft_histogram
 from physics_data.calo.geometry import LAYERS, N_CELLS, N_LAYERS, READOUT_THRESHOLD_MEV, layer_slices
 from physics_data.calo.observables import compute_observables
 
-__all__ = ["SCALE", "SPOT_MEV_START", "UNITS", "X_MAX", "CaloDomain", "CaloWriter"]
+__all__ = ["FRONT_SPOT_MEV", "SCALE", "SPOT_MEV_START", "UNITS", "X_MAX", "CaloDomain", "CaloWriter"]
 
 SCALE = 1e-4
 """Fraction of the incident energy that is one unit before the log (see module docstring)."""
@@ -78,6 +78,9 @@ learned staircase; ``_whole_spot_counts``: whole spots only, with a finite-diffe
 
 SPOT_MEV_START = 10.0
 """Spot energy (MeV) of the ``log1p_threshold_spots`` output at a raw value of 0; the generator learns its own."""
+FRONT_SPOT_MEV = 11.5
+"""Spot energy of the reference in the front layer (e+, gamma; the mode of its cell spectrum at 2-90 GeV, tested),
+the quantum of ``log1p_threshold_whole_spots``."""
 _SPOT_GAIN = 5.0  # learning-rate multiplier of the spot energy's log and the staircase slope's logit (as NOISE_SIGMA_GAIN)
 _SLOPE_START = 0.25  # staircase slope at a raw value of 0 (0: whole spots only, 1: no quantisation)
 _FAINT_START = 0.003  # scale of cells below half a spot at a raw value of 0: under the readout threshold
@@ -179,8 +182,8 @@ class CaloDomain:
         self._spots = preprocessing == "log1p_threshold_spots"
         self._whole_spots = preprocessing == "log1p_threshold_whole_spots"
         # the response R (see network_output), then with spots per layer the log spot energy, the staircase
-        # slope and the faint scale; with whole spots per layer the log spot energy
-        self.generator_extra_outputs: int = 1 + 3 * N_LAYERS * self._spots + N_LAYERS * self._whole_spots
+        # slope and the faint scale
+        self.generator_extra_outputs: int = 1 + 3 * N_LAYERS * self._spots
         # network values are clamped to [0, x_cap] before expm1; with fraction units x_cap is the 1.5 E cap itself
         self._x_cap = _THRESHOLD_X_CAP if self._threshold_units else X_MAX
         # the largest value as a fraction of E_inc (1.5, up to rounding with fraction units)
@@ -213,9 +216,9 @@ class CaloDomain:
             )
         if self._whole_spots:
             self.preprocessing["spots"] = (
-                f"after the rescaling, each cell of layer l holds n = round(cell / q_l) whole spots, q_l = "
-                f"{SPOT_MEV_START} MeV * exp({_SPOT_GAIN} * raw[508 + l]); cells = n q_l, rescaled again to the "
-                "response (training: a finite-difference surrogate gradient for n, see _whole_spot_counts)"
+                f"after the rescaling, each front-layer cell holds n = round(cell / q) whole spots, q = "
+                f"{FRONT_SPOT_MEV} MeV; cells = n q, then all cells rescaled again to the response "
+                "(training: a finite-difference surrogate gradient for n, see _whole_spot_counts)"
             )
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -268,7 +271,7 @@ class CaloDomain:
             cells = self._quantise_spots(cells, raw, conditions)
             cells = cells * (response / (cells.sum(dim=1, keepdim=True) + 1e-12))
         if self._whole_spots:
-            cells, u, spot = self._whole_spot_counts(cells, raw, conditions, response)
+            cells, u, spot = self._whole_spot_counts(cells, conditions, response)
             if surrogate is not None:
                 surrogate += [u, spot]
         threshold = READOUT_THRESHOLD_MEV / (1000.0 * conditions[:, :1].to(cells))  # as a fraction of E_inc
@@ -306,31 +309,33 @@ class CaloDomain:
         return cells + change
 
     def _whole_spot_counts(
-        self, cells: torch.Tensor, raw: torch.Tensor, conditions: torch.Tensor, response: torch.Tensor
+        self, cells: torch.Tensor, conditions: torch.Tensor, response: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cells (B, 504, fractions of E_inc summing to the response) -> (cells in whole spots, u, spot energy).
+        """Cells (B, 504, fractions of E_inc summing to the response) -> (cells, u, spot energy), the
+        front layer's cells in whole spots of ``FRONT_SPOT_MEV``.
 
-        The reference (GFLASH) deposits spots of nearly equal energy, so its sparse cells hold
-        1, 2, 3... spots and never a fraction of one; a smooth generator leaves faint cells the
-        reference lacks and blurs the peaks (README, 1.7.0). Here the generator's cell is an
-        intensity: u = cell / q_l spots, with q_l the layer's spot energy (per shower, from the
-        head), and the cell holds n = round(u) whole spots (u < 0.5: empty). Which faint cells
-        light is decided by the generator's output noise. The cells n q_l are rescaled to the
-        response again (a factor within a few per cent of 1; its sum of counts is held constant for
-        gradients), so the spot energy is q_l up to that factor. Gradients: q_l and the response
-        exactly (cells = n q_l R / sum); the counts by a surrogate added in ``network_output``
-        (``u`` here carries it).
+        The reference (GFLASH) deposits spots of nearly equal energy; in the front layer they are
+        11-12 MeV at every incident energy (e+, gamma), so its sparse cells hold 1, 2, 3... spots and
+        almost never a fraction of one, while a smooth generator leaves faint cells there and blurs
+        the peaks (README, 1.7.0). Here the generator's front-layer cell is an intensity, u = cell /
+        q spots, and the cell holds n = round(u) whole spots (u < 0.5: empty); which faint cells
+        light is decided by the generator's output noise. The deeper layers' spots have no one
+        energy (the late steps' spots are a few MeV or less), so their cells are left alone. All
+        cells are then rescaled to the response again (a factor within a few per cent of 1, exact
+        gradient), so the spot energy is q up to that factor. The counts get a surrogate gradient
+        in ``network_output`` (``u`` carries it; 0 outside the front layer).
+        A learned spot energy per layer was tried first: the critic drove all three to < 0.3 MeV
+        (quantisation off) within 1500 steps, and a vanishing one made NaNs (README).
         """
-        k = N_CELLS + N_LAYERS + 1  # raw layout: 507 values, the response, then per layer log q
-        e_mev = 1000.0 * conditions[:, :1].to(cells)
-        q = SPOT_MEV_START * torch.exp(_SPOT_GAIN * raw[:, k : k + N_LAYERS].float()) / e_mev  # (B, 3), fractions
-        q_cell = q[:, _LAYER_OF_CELL.to(cells.device)]
-        u = cells / q_cell.detach()
-        whole = torch.round(u.detach()) * q_cell
+        front = (_LAYER_OF_CELL == 0).to(cells.device)
+        q = FRONT_SPOT_MEV / (1000.0 * conditions[:, :1].to(cells))  # (B, 1), a fraction of E_inc
+        u = torch.where(front, cells / q, torch.zeros_like(cells))
+        whole = torch.where(front, torch.round(u.detach()) * q, cells)
         total = whole.detach().sum(dim=1, keepdim=True)
-        # a shower below half a spot everywhere keeps its unquantised cells rather than losing its energy
-        whole = torch.where(total > 0, whole * (response / total.clamp_min(1e-30)), cells)
-        spot = torch.where(total > 0, q_cell * (response / total.clamp_min(1e-30)), q_cell).detach()
+        # a shower whose cells all vanish keeps its unquantised cells rather than losing its energy
+        scale = response / total.clamp_min(1e-30)
+        whole = torch.where(total > 0, whole * scale, cells)
+        spot = torch.where(total > 0, q * scale, q).detach().expand_as(cells)
         return whole, u, spot
 
     def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:

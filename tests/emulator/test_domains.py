@@ -288,54 +288,64 @@ def test_spot_variant_quantises_cells_in_learned_spot_energies():
     assert grad[0, 508] != 0 and grad[0, 511] != 0 and grad[0, 514] != 0  # spot energy, slope, faint scale
 
 
-def test_whole_spot_variant_makes_every_cell_a_whole_number_of_spots():
-    from emulator.domains.calo import SPOT_MEV_START
+def test_whole_spot_variant_makes_every_front_layer_cell_a_whole_number_of_spots():
+    from emulator.domains.calo import FRONT_SPOT_MEV
     from physics_data.calo.geometry import READOUT_THRESHOLD_MEV
 
     spots = get_domain("calo", "log1p_threshold_whole_spots")
-    assert spots.generator_extra_outputs == 4 and "spots" in spots.preprocessing
+    assert spots.generator_extra_outputs == 1 and "spots" in spots.preprocessing
     e = torch.tensor([[20.0]])
-    cells_mev = torch.tensor([4.0, 11.0, 16.0, 23.0, 100.0]) * SPOT_MEV_START / 10.0
-    raw = torch.full((1, 511), -10.0)
+    cells_mev = torch.tensor([4.0, 11.0, 16.0, 23.0, 100.0]) * FRONT_SPOT_MEV / 10.0
+    raw = torch.full((1, 508), -10.0)
     raw[0, :5] = torch.log1p(cells_mev / READOUT_THRESHOLD_MEV)
-    raw[0, 5] = math.log1p((20_000.0 - cells_mev.sum().item()) / READOUT_THRESHOLD_MEV)  # the core: sum = R E
-    raw[0, 507:] = 0.0  # response 1, spot energy SPOT_MEV_START in every layer
-    out = spots.from_network(spots.network_output(raw, e), e)[0, :6]
+    raw[0, 300] = math.log1p(3.0 / READOUT_THRESHOLD_MEV)  # a faint middle-layer cell: left alone
+    raw[0, 301] = math.log1p((20_000.0 - cells_mev.sum().item() - 3.0) / READOUT_THRESHOLD_MEV)  # sum = R E
+    raw[0, 507] = 0.0  # response 1
+    out = spots.from_network(spots.network_output(raw, e), e)[0]
     spot = out[1]
-    assert spot.item() == pytest.approx(SPOT_MEV_START, rel=1e-3)  # rescaled to the response: within 0.1 %
+    assert spot.item() == pytest.approx(FRONT_SPOT_MEV, rel=1e-3)  # rescaled to the response: within 0.1 %
     torch.testing.assert_close(out[:5] / spot, torch.tensor([0.0, 1.0, 2.0, 2.0, 10.0]), rtol=1e-4, atol=0)
-    assert (out[5] / spot - torch.round(out[5] / spot)).abs() < 1e-2  # the core too
+    assert out[300].item() == pytest.approx(3.0, rel=1e-3)
     assert out.sum().item() == pytest.approx(20_000.0, rel=1e-5)  # the response still fixes the total
-    torch.testing.assert_close(spots.decode(raw.clone(), e)[0, :6], out, rtol=1e-5, atol=1e-4)
-    raw[0, 508] = math.log(2.0) / 5.0  # twice the spot energy in layer 0 (gain 5): counts halve
-    out = spots.from_network(spots.network_output(raw, e), e)[0, :5]
-    assert out[0] == 0 and out[1] == pytest.approx(2 * SPOT_MEV_START, rel=1e-3)  # 0.2, 0.55 of a 20 MeV spot
-    torch.testing.assert_close(out[1:] / out[1], torch.tensor([1.0, 1.0, 1.0, 5.0]), rtol=1e-4, atol=0)
+    torch.testing.assert_close(spots.decode(raw.clone(), e)[0], out, rtol=1e-5, atol=1e-4)
+
+
+def test_front_spot_energy_is_the_reference_simulators():
+    """The quantum is the mode of the simulator's front-layer cell energies (e+ and gamma, 2 and 50 GeV)."""
+    from emulator.domains.calo import FRONT_SPOT_MEV
+    from physics_data.calo.geometry import layer_slices
+    from physics_data.calo.simulate import simulate
+
+    for particle in ("e+", "gamma"):
+        for energy in (2.0, 50.0):
+            cells = simulate(particle, 300, energy=energy, seed=1).cells[:, layer_slices()[0]].ravel()
+            counts, edges = np.histogram(cells[cells > 0], bins=np.arange(4.0, 30.0, 1.0))
+            assert abs(edges[counts.argmax()] + 0.5 - FRONT_SPOT_MEV) <= 1.0, (particle, energy)
 
 
 def test_whole_spot_counts_get_the_finite_difference_gradient():
     """An empty cell's gradient is the step to one spot in network space, not the log's slope at zero."""
+    from emulator.domains.calo import FRONT_SPOT_MEV as q
     from physics_data.calo.geometry import READOUT_THRESHOLD_MEV
 
     spots = get_domain("calo", "log1p_threshold_whole_spots")
     e = torch.tensor([[20.0]])
-    raw = torch.full((1, 511), -10.0)
-    raw[0, 0] = math.log1p(3.0 / READOUT_THRESHOLD_MEV)  # 0.3 spots of 10 MeV: empty
-    raw[0, 1] = math.log1p(31.0 / READOUT_THRESHOLD_MEV)  # 3.1 spots: three
-    raw[0, 5] = math.log1p((20_000.0 - 34.0) / READOUT_THRESHOLD_MEV)
-    raw[0, 507:] = 0.0
+    raw = torch.full((1, 508), -10.0)
+    raw[0, 0] = math.log1p(0.3 * q / READOUT_THRESHOLD_MEV)  # 0.3 spots: empty
+    raw[0, 1] = math.log1p(3.1 * q / READOUT_THRESHOLD_MEV)  # 3.1 spots: three
+    raw[0, 301] = math.log1p((20_000.0 - 3.4 * q) / READOUT_THRESHOLD_MEV)
+    raw[0, 507] = 0.0
     raw.requires_grad_(True)
     x = spots.network_output(raw, e)
     assert x[0, 0] == 0
     (empty,) = torch.autograd.grad(x[0, 0], raw, retain_graph=True)
     (three,) = torch.autograd.grad(x[0, 1], raw)
-    # d x_0 / d u_0 = log1p(10 MeV / T) (one spot), d u_0 / d raw_0 = (3 MeV + T) / 10 MeV (times the response
-    # rescaling's 1 - 3 / 20000)
-    one_spot = math.log1p(10.0 / READOUT_THRESHOLD_MEV)
-    share = 1.0 - 3.0 / 20_000.0
-    assert empty[0, 0].item() == pytest.approx(one_spot * (3.0 + READOUT_THRESHOLD_MEV) / 10.0 * share, rel=1e-4)
-    three_to_four = math.log((40.0 + READOUT_THRESHOLD_MEV) / (30.0 + READOUT_THRESHOLD_MEV))
-    share = 1.0 - 31.0 / 20_000.0
-    assert three[0, 1].item() == pytest.approx(three_to_four * (31.0 + READOUT_THRESHOLD_MEV) / 10.0 * share, rel=1e-4)
-    assert empty[0, 508] == 0 and three[0, 508] > 0  # heavier spots in layer 0: the lit cell's x grows
+    # d x_0 / d u_0 = log1p(q / T) (one spot), d u_0 / d raw_0 = (0.3 q + T) / q (times the response
+    # rescaling's 1 - 0.3 q / 20 GeV)
+    t = READOUT_THRESHOLD_MEV
+    share = 1.0 - 0.3 * q / 20_000.0
+    assert empty[0, 0].item() == pytest.approx(math.log1p(q / t) * (0.3 * q + t) / q * share, rel=1e-4)
+    three_to_four = math.log((4.0 * q + t) / (3.0 * q + t))
+    share = 1.0 - 3.1 * q / 20_000.0
+    assert three[0, 1].item() == pytest.approx(three_to_four * (3.1 * q + t) / q * share, rel=1e-4)
     assert torch.isfinite(empty).all() and torch.isfinite(three).all()
