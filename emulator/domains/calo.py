@@ -367,8 +367,6 @@ class CaloDomain:
         """
         raw = raw.float()
         e_mev = 1000.0 * conditions[:, :1].to(raw)
-        if self._whole_spots:  # an experiment: the plain passes, not the in-place ones
-            return torch.minimum(self._fractions(raw, conditions) * e_mev, self._value_cap * e_mev)
         unit = self._unit_fraction(conditions, raw)
         out = raw[:, : N_CELLS + N_LAYERS].clamp(0.0, self._x_cap).expm1_()  # in units of unit x E
         cells, overflow = out[:, :N_CELLS], out[:, N_CELLS:]
@@ -377,6 +375,13 @@ class CaloDomain:
         if self._spots:  # a few extra passes; only this variant pays them
             cells.copy_(self._quantise_spots(cells / e_mev, raw, conditions))
             cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12))
+        if self._whole_spots:  # the front layer in whole spots, then the response again (_whole_spot_counts)
+            front = cells[:, : LAYERS[0].n_cells]
+            whole = torch.round(front / FRONT_SPOT_MEV).mul_(FRONT_SPOT_MEV)
+            total = whole.sum(dim=1, keepdim=True) + cells[:, LAYERS[0].n_cells :].sum(dim=1, keepdim=True)
+            keep = total > 0  # a shower whose cells would all vanish keeps them unquantised
+            front.copy_(torch.where(keep, whole, front))
+            cells.mul_(torch.where(keep, response * e_mev / total.clamp_min(1e-30), 1.0))
         cells.masked_fill_(cells < READOUT_THRESHOLD_MEV, 0.0)
         overflow.mul_(unit * e_mev)
         if self._threshold_units:  # the clamp above does not bound an overflow value by 1.5 E here
