@@ -64,6 +64,7 @@ __all__ = [
     "CALIBRATION_FILE",
     "MarginalCalibration",
     "calibrate_samples",
+    "calibration_fit",
     "calibration_space",
     "calibration_values",
     "condition_points",
@@ -73,6 +74,7 @@ __all__ = [
 CALIBRATION_FILE = "calibration.safetensors"
 DEFAULT_OFFSET = 10.0**-2.6  # values below ~0.0025 are one value (a domain may set its own: calibration_space)
 DEFAULT_STEP = 0.05  # threshold spacing in log10: 20 per decade
+DEFAULT_FIT = {"degree": 4, "per_point": 24}  # polynomial degree, generated samples per training point (cosmo)
 _RIDGE = 1e-3  # on the logit coefficients: finite fits where a tail is empty at every training point
 _MONOTONE_EPS = 1e-6  # added after the running maximum: the logit curves are strictly increasing, so invertible
 _TAIL_SEGMENTS = 4  # a logit beyond the reference curve's ends continues its last 4 segments' slope ...
@@ -227,6 +229,12 @@ def calibration_values(domain: Any, samples: torch.Tensor, conditions: torch.Ten
 def calibration_space(domain: Any) -> tuple[float, float]:
     """(offset, step) of the domain's calibration: y = log10(v + offset), thresholds ``step`` apart."""
     return tuple(getattr(domain, "calibration_space", (DEFAULT_OFFSET, DEFAULT_STEP)))  # type: ignore[return-value]
+
+
+def calibration_fit(domain: Any) -> dict[str, int]:
+    """``emulator calibrate``'s defaults for the domain: {"degree": polynomial degree in the condition
+    features, "per_point": generated samples per training point} (a domain's ``calibration_fit``)."""
+    return {**DEFAULT_FIT, **getattr(domain, "calibration_fit", {})}
 
 
 def calibrate_samples(

@@ -8,7 +8,10 @@ the training file, never a held-out reference: run ``emulator validate`` (or
 scripts/cosmo_heldout_check.py) afterwards to judge it.
 
     emulator calibrate runs/cp/models/cosmo-slice64 --data data/cosmo/train-800.h5
-    emulator calibrate models/calo-eplus --data data/calo/eplus-train.h5 --degree 6 --per-point 1
+    emulator calibrate models/calo-eplus --data data/calo/eplus-train.h5
+
+--degree and --per-point default to the domain's settings: calo 6 and 1 (each training shower has
+its own energy, so one generated shower per training shower), cosmo 4 and 24.
 
 ``--remove`` deletes a model's calibration.
 """
@@ -33,8 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model_dir", type=Path, help="model directory (config.json, card.json, generator.safetensors)")
     p.add_argument("--data", type=Path, help="the training file the model was trained on (required unless --remove)")
-    p.add_argument("--degree", type=int, default=4, help="total degree of the polynomials in the condition features (default 4; the shipped calo models: 6)")
-    p.add_argument("--per-point", type=int, default=24, help="generated samples per training point (default 24; calo, one shower per energy: 1)")
+    p.add_argument("--degree", type=int, help="total degree of the polynomials in the condition features (default: the domain's, calo 6, cosmo 4)")
+    p.add_argument("--per-point", type=int, help="generated samples per training point (default: the domain's, calo 1, cosmo 24)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (block b of generated samples uses seed + b)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--remove", action="store_true", help="delete the model's calibration instead")
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from emulator.calibration import (
         CALIBRATION_FILE,
+        calibration_fit,
         calibration_space,
         calibration_values,
         fit_marginal_calibration,
@@ -77,12 +81,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.data is None:
         raise CLIError("--data is required: the training file the model was trained on")
-    if args.degree < 0 or args.per_point < 1:
+    if (args.degree is not None and args.degree < 0) or (args.per_point is not None and args.per_point < 1):
         raise CLIError(f"need --degree >= 0 and --per-point >= 1, got {args.degree} and {args.per_point}")
     try:
         sampler = Sampler.from_dir(args.model_dir, device=args.device, calibrated=False)
     except InvalidModelDir as exc:
         raise CLIError(str(exc)) from None
+    defaults = calibration_fit(sampler.domain)
+    degree = defaults["degree"] if args.degree is None else args.degree
+    per_point = defaults["per_point"] if args.per_point is None else args.per_point
     reader = getattr(sampler.domain, "read_samples", None)
     if reader is None:
         raise CLIError(f"domain {sampler.domain.name!r} cannot read training files")
@@ -109,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         calib = fit_marginal_calibration(
             generate, conditions, values_of(conditions, samples), features,
-            degree=args.degree, per_point=args.per_point, seed=args.seed, offset=offset, step=step, progress=progress,
+            degree=degree, per_point=per_point, seed=args.seed, offset=offset, step=step, progress=progress,
         )  # fmt: skip
     except ValueError as exc:
         raise CLIError(f"{args.data}: {exc}") from None
@@ -118,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     _record_in_card(args.model_dir, calib.info)
     print(
         f"wrote {target}: {calib.info['thresholds']} thresholds over values in "
-        f"[{calib.info['value_range'][0]:.3g}, {calib.info['value_range'][1]:.3g}], degree {args.degree}, "
-        f"{calib.info['points']} points x {args.per_point} generated, {calib.info['fit_seconds']} s"
+        f"[{calib.info['value_range'][0]:.3g}, {calib.info['value_range'][1]:.3g}], degree {degree}, "
+        f"{calib.info['points']} points x {per_point} generated, {calib.info['fit_seconds']} s"
     )
     return 0

@@ -242,6 +242,18 @@ def test_calibrate_cli_calo_maps_the_response(tmp_path: Path, capsys):
     np.testing.assert_allclose(ratio, (response["got"] / response["raw"])[rows], rtol=1e-4)  # one factor per shower
 
 
+def test_calibrate_cli_defaults_are_the_domains(tmp_path: Path, capsys):
+    """Without --degree/--per-point, calo fits degree 6 with one generated shower per training shower."""
+    data = tmp_path / "eplus.h5"
+    assert main(["simulate", "calo", "--particle", "e+", "--n", "300", "--energy", "1:100", "--seed", "4",
+                 "--out", str(data)]) == 0  # fmt: skip
+    model = make_tiny_model(tmp_path / "calo-tiny", domain="calo")
+    assert main(["calibrate", str(model), "--data", str(data), "--quiet"]) == 0
+    assert "degree 6, 300 points x 1 generated" in capsys.readouterr().out
+    info = json.loads((model / "card.json").read_text())["calibration"]
+    assert (info["degree"], info["generated_per_point"]) == (6, 1)
+
+
 def test_calibrate_cli_names_what_is_missing(tmp_path: Path, capsys):
     model = make_tiny_model(tmp_path / "cosmo-tiny", domain="cosmo")
     with pytest.raises(SystemExit) as exc:
