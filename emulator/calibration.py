@@ -223,6 +223,11 @@ def calibration_values(domain: Any, samples: torch.Tensor, conditions: torch.Ten
     """The values of physical ``samples`` (B, ...) the calibration maps: the domain's
     ``calibration_values`` when it has one, else every value of each sample, (B, M)."""
     hook = getattr(domain, "calibration_values", None)
+    if (hook is None) != (getattr(domain, "with_calibration_values", None) is None):
+        raise TypeError(
+            f"domain {getattr(domain, 'name', domain)!r} defines only one of calibration_values and "
+            "with_calibration_values; a calibration needs both (which values it maps, and how they go back) or neither"
+        )
     return hook(samples, conditions) if hook is not None else samples.reshape(len(samples), -1)
 
 

@@ -151,6 +151,19 @@ def test_values_over_decades_get_at_most_max_thresholds():
     np.testing.assert_allclose(fixed, [1e-2, 1e-1, 0.5], rtol=0.08)  # 0.03 decades
 
 
+def test_a_domain_with_only_one_calibration_hook_is_refused():
+    from emulator.calibration import calibration_values
+
+    class HalfDomain:
+        name = "half"
+
+        def calibration_values(self, samples, conditions):
+            return samples.sum(dim=1, keepdim=True)
+
+    with pytest.raises(TypeError, match=r"half.*with_calibration_values"):
+        calibration_values(HalfDomain(), torch.ones(2, 3), torch.ones(2, 1))
+
+
 def test_calo_calibration_scales_whole_showers():
     from emulator.domains import get_domain
     from physics_data.calo.geometry import N_CELLS, READOUT_THRESHOLD_MEV
