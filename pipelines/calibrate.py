@@ -81,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.data is None:
         raise CLIError("--data is required: the training file the model was trained on")
-    if (args.degree is not None and args.degree < 0) or (args.per_point is not None and args.per_point < 1):
-        raise CLIError(f"need --degree >= 0 and --per-point >= 1, got {args.degree} and {args.per_point}")
+    if args.degree is not None and args.degree < 0:
+        raise CLIError(f"need --degree >= 0, got {args.degree}")
+    if args.per_point is not None and args.per_point < 1:
+        raise CLIError(f"need --per-point >= 1, got {args.per_point}")
     try:
         sampler = Sampler.from_dir(args.model_dir, device=args.device, calibrated=False)
     except InvalidModelDir as exc:

@@ -324,7 +324,8 @@ class CaloDomain:
         energy (the late steps' spots are a few MeV or less), so their cells are left alone. All
         cells are then rescaled to the response again (a factor within a few per cent of 1, exact
         gradient), so the spot energy is q up to that factor. The counts get a surrogate gradient
-        in ``network_output`` (``u`` carries it; 0 outside the front layer).
+        in ``network_output`` (``u`` carries it; 0 outside the front layer and for a shower that keeps
+        its unquantised cells).
         A learned spot energy per layer was tried first: the critic drove all three to < 0.3 MeV
         (quantisation off) within 1500 steps, and a vanishing one made NaNs (README).
         """
@@ -332,11 +333,16 @@ class CaloDomain:
         q = FRONT_SPOT_MEV / (1000.0 * conditions[:, :1].to(cells))  # (B, 1), a fraction of E_inc
         u = torch.where(front, cells / q, torch.zeros_like(cells))
         whole = torch.where(front, torch.round(u.detach()) * q, cells)
-        total = whole.detach().sum(dim=1, keepdim=True)
-        # a shower whose cells all vanish keeps its unquantised cells rather than losing its energy
-        scale = response / total.clamp_min(1e-30)
-        whole = torch.where(total > 0, whole * scale, cells)
-        spot = torch.where(total > 0, q * scale, q).detach().expand_as(cells)
+        total = whole.sum(dim=1, keepdim=True)  # not detached: the deeper cells carry the response's exact gradient
+        # a shower that rounding would leave with less than half its energy keeps its unquantised cells (rescaling
+        # the few cells left by a huge factor would be worse)
+        keep = total.detach() > 0.5 * response.detach()
+        scale = response / torch.where(keep, total, torch.ones_like(total))
+        whole = torch.where(keep, whole * scale, cells)
+        spot = torch.where(keep, q * scale, q).detach().expand_as(cells)
+        # u grows with the response (the cells were just rescaled to it); the response's gradient already
+        # reaches every cell through ``scale``, so the surrogate must not carry it a second time
+        u = torch.where(keep, u * (response.detach() / response.clamp_min(1e-30)), torch.zeros_like(u))
         return whole, u, spot
 
     def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
@@ -345,7 +351,7 @@ class CaloDomain:
         With whole spots the counts n = round(u) have no gradient of their own; the surrogate is
         x_n + (x_{n+1} - x_n) (u - u.detach()): the value stays x_n, and the gradient is the step
         one more spot would make in network space (a finite difference, not the log's slope at
-        the current value, which at an empty cell is ~700 times the step to one 11 MeV spot).
+        the current value, which at an empty cell is ~115 times the step to one 11.5 MeV spot).
         """
         surrogate: list = []
         frac = self._fractions(raw, conditions, surrogate)
@@ -380,9 +386,9 @@ class CaloDomain:
             front = cells[:, : LAYERS[0].n_cells]
             whole = torch.round(front / FRONT_SPOT_MEV).mul_(FRONT_SPOT_MEV)
             total = whole.sum(dim=1, keepdim=True) + cells[:, LAYERS[0].n_cells :].sum(dim=1, keepdim=True)
-            keep = total > 0  # a shower whose cells would all vanish keeps them unquantised
+            keep = total > 0.5 * response * e_mev  # a shower rounding would half empty keeps its cells unquantised
             front.copy_(torch.where(keep, whole, front))
-            cells.mul_(torch.where(keep, response * e_mev / total.clamp_min(1e-30), 1.0))
+            cells.mul_(torch.where(keep, response * e_mev / torch.where(keep, total, 1.0), 1.0))
         cells.masked_fill_(cells < READOUT_THRESHOLD_MEV, 0.0)
         overflow.mul_(unit * e_mev)
         if self._threshold_units:  # the clamp above does not bound an overflow value by 1.5 E here

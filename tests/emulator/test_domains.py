@@ -347,5 +347,40 @@ def test_whole_spot_counts_get_the_finite_difference_gradient():
     assert empty[0, 0].item() == pytest.approx(math.log1p(q / t) * (0.3 * q + t) / q * share, rel=1e-4)
     three_to_four = math.log((4.0 * q + t) / (3.0 * q + t))
     share = 1.0 - 3.1 * q / 20_000.0
-    assert three[0, 1].item() == pytest.approx(three_to_four * (3.1 * q + t) / q * share, rel=1e-4)
+    # plus the exact path: a larger cell 1 leaves less for the core, so the rescaling to the response
+    # (total = 3 q + core) lifts the three spots
+    core = 20_000.0 - 3.4 * q
+    rescaling = core * (3.1 * q + t) / 20_000.0 / (core + 3.0 * q)
+    expected = three_to_four * (3.1 * q + t) / q * share + rescaling
+    assert three[0, 1].item() == pytest.approx(expected, rel=1e-4)
     assert torch.isfinite(empty).all() and torch.isfinite(three).all()
+
+
+def test_whole_spots_pass_the_response_gradient_once():
+    """The cells' sum is the response: its gradient is the response's, as without spots (the surrogate adds none)."""
+    torch.manual_seed(0)
+    e = torch.rand(64, 1) * 99.0 + 1.0
+    raw = torch.randn(64, 508) * 3.0
+    raw[:, 507] = torch.randn(64) * 0.5
+    raw.requires_grad_(True)
+    for name in ("log1p_threshold", "log1p_threshold_whole_spots"):
+        calo = get_domain("calo", name)
+        total = calo.from_network(calo.network_output(raw, e), e)[:, :504].sum()
+        (grad,) = torch.autograd.grad(total, raw)
+        response_slope = torch.sigmoid(raw[:, 507] + math.log(math.e - 1.0)) * 1000.0 * e[:, 0]
+        torch.testing.assert_close(grad[:, 507], response_slope.detach(), rtol=1e-3, atol=1e-3)
+
+
+def test_whole_spots_leave_a_shower_that_rounding_would_empty_unquantised():
+    from physics_data.calo.geometry import READOUT_THRESHOLD_MEV
+
+    spots, plain = get_domain("calo", "log1p_threshold_whole_spots"), get_domain("calo", "log1p_threshold")
+    e = torch.tensor([[20.0]])
+    raw = torch.full((1, 508), -10.0)
+    raw[0, :4] = math.log1p(2.0 / READOUT_THRESHOLD_MEV)  # four front cells of a fifth of a spot each
+    raw[0, 301] = math.log1p(0.01 / READOUT_THRESHOLD_MEV)  # and 10 keV deeper: not rescaled to hold all 8 MeV
+    raw[0, 507] = math.log(math.expm1(8.0 / 20_000.0)) - math.log(math.e - 1.0)  # response: 8 MeV in all
+    out = spots.from_network(spots.network_output(raw, e), e)
+    torch.testing.assert_close(out, plain.from_network(plain.network_output(raw, e), e), rtol=1e-5, atol=1e-6)
+    assert out[0, :4].sum().item() == pytest.approx(8.0, rel=1e-2) and out[0, 301] == 0  # under the threshold
+    torch.testing.assert_close(spots.decode(raw.clone(), e), out, rtol=1e-5, atol=1e-6)
