@@ -322,8 +322,9 @@ class CaloDomain:
         q spots, and the cell holds n = round(u) whole spots (u < 0.5: empty); which faint cells
         light is decided by the generator's output noise. The deeper layers' spots have no one
         energy (the late steps' spots are a few MeV or less), so their cells are left alone. All
-        cells are then rescaled to the response again (a factor within a few per cent of 1, exact
-        gradient), so the spot energy is q up to that factor. The counts get a surrogate gradient
+        cells are then rescaled to the response again (a factor within a few per cent of 1, held
+        constant for gradients, through which the response reaches the spots), so the spot energy
+        is q up to that factor. The counts get a surrogate gradient
         in ``network_output`` (``u`` carries it; 0 outside the front layer and for a shower that keeps
         its unquantised cells).
         A learned spot energy per layer was tried first: the critic drove all three to < 0.3 MeV
@@ -333,15 +334,18 @@ class CaloDomain:
         q = FRONT_SPOT_MEV / (1000.0 * conditions[:, :1].to(cells))  # (B, 1), a fraction of E_inc
         u = torch.where(front, cells / q, torch.zeros_like(cells))
         whole = torch.where(front, torch.round(u.detach()) * q, cells)
-        total = whole.sum(dim=1, keepdim=True)  # not detached: the deeper cells carry the response's exact gradient
+        total = whole.detach().sum(dim=1, keepdim=True)
         # a shower that rounding would leave with less than half its energy keeps its unquantised cells (rescaling
         # the few cells left by a huge factor would be worse)
-        keep = total.detach() > 0.5 * response.detach()
-        scale = response / torch.where(keep, total, torch.ones_like(total))
-        whole = torch.where(keep, whole * scale, cells)
+        keep = total > 0.5 * response.detach()
+        scale = (response / torch.where(keep, total, torch.ones_like(total))).detach()
+        # gradients: the deeper cells already carry the response (they were just rescaled to it), the whole spots
+        # get it here; the rescaling's total is held constant, so energy a cell gains is lost by the others (a
+        # total that followed the deeper cells gave the front layer energy for free: its share drifted off)
+        whole = torch.where(front, whole * (scale * response / response.detach()), whole * scale)
+        whole = torch.where(keep, whole, cells)
         spot = torch.where(keep, q * scale, q).detach().expand_as(cells)
-        # u grows with the response (the cells were just rescaled to it); the response's gradient already
-        # reaches every cell through ``scale``, so the surrogate must not carry it a second time
+        # u grows with the response too; the surrogate must not carry the response a second time
         u = torch.where(keep, u * (response.detach() / response.clamp_min(1e-30)), torch.zeros_like(u))
         return whole, u, spot
 
