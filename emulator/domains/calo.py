@@ -324,9 +324,8 @@ class CaloDomain:
         energy (the late steps' spots are a few MeV or less), so their cells are left alone. All
         cells are then rescaled to the response again (a factor within a few per cent of 1, held
         constant for gradients, through which the response reaches the spots), so the spot energy
-        is q up to that factor. The counts get a surrogate gradient
-        in ``network_output`` (``u`` carries it; 0 outside the front layer and for a shower that keeps
-        its unquantised cells).
+        is q up to that factor. The counts get a surrogate gradient in ``network_output`` (``u``
+        carries it; 0 outside the front layer and for a shower that keeps its unquantised cells).
         A learned spot energy per layer was tried first: the critic drove all three to < 0.3 MeV
         (quantisation off) within 1500 steps, and a vanishing one made NaNs (README).
         """
@@ -344,7 +343,7 @@ class CaloDomain:
         # total that followed the deeper cells gave the front layer energy for free: its share drifted off)
         whole = torch.where(front, whole * (scale * response / response.detach()), whole * scale)
         whole = torch.where(keep, whole, cells)
-        spot = torch.where(keep, q * scale, q).detach().expand_as(cells)
+        spot = torch.where(keep, q * scale, q).expand_as(cells)  # q and scale carry no gradient
         # u grows with the response too; the surrogate must not carry the response a second time
         u = torch.where(keep, u * (response.detach() / response.clamp_min(1e-30)), torch.zeros_like(u))
         return whole, u, spot
