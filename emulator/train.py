@@ -52,10 +52,13 @@ import torch
 from torch import nn
 
 from emulator.checkpoint import (
+    CONFIG_FILE,
+    InvalidModelDir,
     atomic_write_text,
     export_model,
     latest_checkpoint,
     load_checkpoint,
+    load_model_dir,
     optimizer_from_tensors,
     optimizer_to_tensors,
     save_checkpoint,
@@ -95,8 +98,9 @@ class TrainConfig:
     lr_d: float = 1e-4  # critic Adam learning rate
     beta1: float = 0.5  # Adam beta1 (WGAN-GP: 0.5)
     beta2: float = 0.9  # Adam beta2 (WGAN-GP: 0.9)
-    energy_weight: float = 0.0  # weight of the energy-consistency term in the generator loss (0: off)
-    n_energy_bins: int = 10  # condition bins of the energy-consistency term
+    energy_weight: float = 0.0  # weight of the consistency term in the generator loss (0: off); it matches the
+    # domain's consistency_statistics (calo: the energy response E_tot/E_inc; cosmo: peak counts by height)
+    n_energy_bins: int = 10  # condition bins of the consistency term
     energy_scale: str = "absolute"  # "absolute" or "relative" (in units of each bin's real spread)
     energy_loss: str = "moments"  # "moments" (per-bin mean and spread), "crps" (per-sample proper score), or both:
     # "moments+crps"
@@ -131,7 +135,10 @@ class TrainConfig:
     progress: bool = True  # show a tqdm progress bar
     resume: bool = False  # continue from the newest checkpoint in run_dir when there is one
     init_from: str = ""  # warm start (a new run): weights, optimizers, RNG and step of this checkpoint directory of
-    # another run; the best-checkpoint score starts afresh, physics features appended since get zero critic weight
+    # another run; the best-checkpoint score starts afresh, physics features appended since get zero critic weight.
+    # Or a shipped model directory: its generator weights (generator and EMA), a fresh critic and optimizers, step 0
+    critic_warmup: int = 0  # critic-only iterations (n_critic updates each) before a new run's first generator
+    # update, so that a fresh critic does not steer a trained generator (init_from a model directory) at random
     time_limit_s: float = 0.0  # stop (with a final validation and checkpoint) after this much training time; 0: none
 
     def __post_init__(self) -> None:
@@ -187,7 +194,10 @@ def load_config(
     file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
-    """Resolve a config: defaults <- ``config`` <- JSON ``file`` <- ``overrides``; unknown keys fail."""
+    """Resolve a config: defaults <- ``config`` <- JSON ``file`` <- ``overrides``; unknown keys fail.
+
+    ``file`` holds the settings as a JSON object, or is a model's ``card.json`` (its training settings).
+    """
     types = {f.name: f.type for f in fields(TrainConfig)}
     values: dict[str, Any] = {}
     layers: list[Mapping[str, Any]] = []
@@ -200,8 +210,10 @@ def load_config(
             loaded = json.loads(Path(file).read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config file {file}: not valid JSON ({exc})") from None
+        if isinstance(loaded, dict) and isinstance(loaded.get("hyperparameters"), dict):
+            loaded = loaded["hyperparameters"].get("train")  # a model card: the settings it was trained with
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {file}: expected a JSON object of settings")
+            raise ConfigError(f"config file {file}: expected a JSON object of settings (or a model's card.json)")
         layers.append(loaded)
     if overrides:
         layers.append(overrides)
@@ -313,13 +325,14 @@ def balanced_index_cdf(cond_feature: torch.Tensor, n_bins: int, fraction: float)
 
 @torch.no_grad()
 def _response_scale(cfg: TrainConfig, domain: Domain, data: _Data) -> torch.Tensor | None:
-    """The training set's response spread per condition bin, for a relative CRPS energy term; else None."""
+    """The training set's spread of the domain's consistency statistics per condition bin, for a
+    relative CRPS term; else None."""
     if not (cfg.energy_weight > 0 and "crps" in cfg.energy_loss and cfg.energy_scale == "relative"):
         return None
     chunk = 32768  # bounded memory: the response needs expm1 of every value
     response = torch.cat(
         [
-            domain.energy_response(data.x[i : i + chunk], data.conditions[i : i + chunk])
+            domain.consistency_statistics(data.x[i : i + chunk], data.conditions[i : i + chunk])
             for i in range(0, data.x.shape[0], chunk)
         ]
     )
@@ -501,6 +514,28 @@ def _adapt_tensors(
     return out
 
 
+def _load_generator_weights(model_dir: Path, domain: Domain, generators: tuple[nn.Module, ...]) -> None:
+    """Load the generator weights of the shipped model directory ``model_dir`` into each of ``generators``."""
+    try:
+        loaded = load_model_dir(model_dir)
+    except InvalidModelDir as exc:
+        raise ConfigError(f"init_from={str(model_dir)!r}: {exc}") from None
+    want = (domain.name, getattr(domain, "preprocessing", {}).get("name"))
+    have = (loaded.domain.name, getattr(loaded.domain, "preprocessing", {}).get("name"))
+    if have != want:
+        raise ConfigError(
+            f"init_from={str(model_dir)!r} is a {have[0]} model with preprocessing {have[1]!r}; this run trains "
+            f"{want[0]} with {want[1]!r}"
+        )
+    for module in generators:
+        if module.config.to_dict() != loaded.generator.config.to_dict():
+            raise ConfigError(
+                f"init_from={str(model_dir)!r}: its generator is {loaded.generator.config.to_dict()}, this run's "
+                f"{module.config.to_dict()}; set the same architecture (--set latent_dim=..., g_hidden=..., ...)"
+            )
+        module.load_state_dict(loaded.generator.state_dict())
+
+
 def _adapt_optimizer_meta(meta: dict, opt: torch.optim.Optimizer) -> dict:
     """Saved optimizer metadata whose parameter list is ``opt``'s (grown by parameters registered last)."""
     groups = [{**saved, "params": own["params"]} for saved, own in zip(
@@ -573,7 +608,11 @@ def train_func(
 
     start_step, best_score, best_step, elapsed_before = 0, math.inf, 0, 0.0
     ckpt = resume_from or (latest_checkpoint(run_dir) if cfg.resume else None)
-    warm_start = ckpt is None and bool(cfg.init_from)
+    resumed = ckpt is not None
+    warm_start = not resumed and bool(cfg.init_from)
+    if warm_start and (Path(cfg.init_from) / CONFIG_FILE).is_file():  # a shipped model: its generator only
+        _load_generator_weights(Path(cfg.init_from), domain, (gen, ema))
+        warm_start = False
     if warm_start:
         ckpt = Path(cfg.init_from)
         if not (ckpt / "state.json").is_file():
@@ -643,6 +682,9 @@ def train_func(
     from tqdm import tqdm
 
     t0 = time.perf_counter()
+    if not resumed:
+        for _ in tqdm(range(cfg.critic_warmup), disable=not (cfg.progress and main), desc="critic warm-up"):
+            gan.train_critic(next_batch)
     pbar = tqdm(
         total=cfg.steps, initial=start_step, disable=not (cfg.progress and main), desc=cfg.name, dynamic_ncols=True
     )

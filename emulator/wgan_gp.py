@@ -8,22 +8,24 @@ at the same conditions, minimising
 
 then one generator update minimising ``L_G = -<D(fake)> + energy_weight * L_E``.
 
-``L_E`` (optional, ``energy_weight > 0``) is an energy-consistency term for domains that
-define ``energy_response`` (calo: E_tot/E_inc): the real and fake batches share their
+``L_E`` (optional, ``energy_weight > 0``) is a consistency term for domains that define
+``consistency_statistics`` (calo: the energy response E_tot/E_inc; cosmo: soft peak counts per
+height bin), one per-sample value or K of them: the real and fake batches share their
 conditions, samples are grouped into ``n_energy_bins`` equal bins of the first condition
-feature, and L_E is the count-weighted mean over bins of |mean_fake - mean_real| +
-|std_fake - std_real| of the response, in absolute units (``energy_scale="absolute"``) or
+feature, and L_E is the count-weighted mean over bins (and statistics) of |mean_fake -
+mean_real| + |std_fake - std_real|, in absolute units (``energy_scale="absolute"``) or
 in units of each bin's real spread (``"relative"``). Relative units learn a 0.3 % electron
 resolution far better, but their gradients (~300x the critic's for e+) also dominate the
 generator's shared layers, and in 8-10k H100 iterations the e+ shower shapes stopped
 depending on the energy; absolute units leave the shapes alone but the e+ response
 spread off. It pulls each bin's mean response and resolution
 toward the data's without tying any single fake sample to a real one (a per-sample MSE
-would collapse the spread).
+would collapse the spread). (The names ``energy_*`` are the calo case's; the term is the same
+for any domain's statistics.)
 
 With ``energy_loss="crps"`` L_E is instead the continuous ranked probability score of the
-generator's response distribution at each real sample's own condition, estimated from two
-fakes x, x' at that condition: ``CRPS = (|x - y| + |x' - y|) / 2 - |x - x'| / 2`` (unbiased;
+generator's distribution of the response (of each statistic) at each real sample's own
+condition, estimated from two fakes x, x' at that condition: ``CRPS = (|x - y| + |x' - y|) / 2 - |x - x'| / 2`` (unbiased;
 Gneiting & Raftery 2007). It is a strictly proper score, so its expectation is minimal only
 when the generated response distribution at every condition equals the data's — no bins,
 no batch moments. The moment matching needs >= 8 samples per bin, which a 256 batch drawn
@@ -156,17 +158,19 @@ def crps_two_sample(fake: torch.Tensor, fake2: torch.Tensor, real: torch.Tensor)
 
 @torch.no_grad()
 def response_spread(response: torch.Tensor, cond_feature: torch.Tensor, n_bins: int) -> torch.Tensor:
-    """Standard deviation (n_bins,) of a per-sample response in equal bins of ``cond_feature``.
+    """Standard deviation (n_bins,) of a per-sample response (B,) in equal bins of ``cond_feature``;
+    (n_bins, K) for K statistics per sample (B, K).
 
     Bins with fewer than 2 samples get the overall standard deviation.
     """
     idx = condition_bins(cond_feature, n_bins)
-    r = response.double()
-    counts = torch.zeros(n_bins, dtype=torch.float64, device=r.device).index_add_(0, idx, torch.ones_like(r))
-    mean = torch.zeros_like(counts).index_add_(0, idx, r) / counts.clamp_min(1.0)
-    var = torch.zeros_like(counts).index_add_(0, idx, (r - mean[idx]) ** 2) / (counts - 1.0).clamp_min(1.0)
-    spread = torch.where(counts >= 2, var.sqrt(), r.std())
-    return spread.clamp_min(1e-12).float()
+    r = response.double().reshape(response.shape[0], -1)
+    counts = torch.zeros(n_bins, dtype=torch.float64, device=r.device).index_add_(0, idx, torch.ones_like(r[:, 0]))
+    counts = counts[:, None]
+    mean = torch.zeros(n_bins, r.shape[1], dtype=torch.float64, device=r.device).index_add_(0, idx, r) / counts.clamp_min(1.0)
+    var = torch.zeros_like(mean).index_add_(0, idx, (r - mean[idx]) ** 2) / (counts - 1.0).clamp_min(1.0)
+    spread = torch.where(counts >= 2, var.sqrt(), r.std(dim=0))
+    return spread.clamp_min(1e-12).float().reshape(n_bins, *response.shape[1:])
 
 
 def energy_consistency(
@@ -176,7 +180,8 @@ def energy_consistency(
     n_bins: int,
     scale: str = "absolute",
 ) -> torch.Tensor:
-    """Count-weighted mean over condition bins of |Δmean| + |Δstd| of a per-sample response.
+    """Count-weighted mean over condition bins of |Δmean| + |Δstd| of a per-sample response (B,),
+    or of K statistics per sample (B, K), averaged over them.
 
     With ``scale="relative"`` each bin's term is divided by the real spread of that bin.
 
@@ -184,21 +189,23 @@ def energy_consistency(
     bins with fewer than 8 samples are skipped.
     """
     idx = condition_bins(cond_feature, n_bins)
-    counts = torch.zeros(n_bins, device=idx.device).index_add_(0, idx, torch.ones_like(resp_fake))
-    safe = counts.clamp_min(1.0)
+    fake = resp_fake.float().reshape(resp_fake.shape[0], -1)
+    real = resp_real.float().reshape(resp_real.shape[0], -1)
+    counts = torch.zeros(n_bins, device=idx.device).index_add_(0, idx, torch.ones_like(fake[:, 0]))
+    safe = counts.clamp_min(1.0)[:, None]
 
     def moments(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = torch.zeros(n_bins, device=r.device).index_add_(0, idx, r) / safe
-        sq = torch.zeros(n_bins, device=r.device).index_add_(0, idx, r * r) / safe
+        mean = torch.zeros(n_bins, r.shape[1], device=r.device).index_add_(0, idx, r) / safe
+        sq = torch.zeros(n_bins, r.shape[1], device=r.device).index_add_(0, idx, r * r) / safe
         return mean, (sq - mean * mean).clamp_min(1e-12).sqrt()
 
-    mf, sf = moments(resp_fake.float())
-    mr, sr = moments(resp_real.float())
+    mf, sf = moments(fake)
+    mr, sr = moments(real)
     per_bin = (mf - mr).abs() + (sf - sr).abs()
     if scale == "relative":
         per_bin = per_bin / (sr.detach() + 1e-6)
     weights = counts * (counts >= _MIN_BIN_COUNT)  # a spread from a handful of samples is noise
-    return (per_bin * weights).sum() / weights.sum().clamp_min(1.0)
+    return (per_bin.mean(dim=1) * weights).sum() / weights.sum().clamp_min(1.0)
 
 
 class GANStep:
@@ -256,8 +263,8 @@ class GANStep:
             raise ValueError(f"gp_space must be one of {', '.join(GP_SPACES)}, got {gp_space!r}")
         self.gp_space = gp_space
         self.use_features = use_critic_features and getattr(critic.config, "feature_dim", 0) > 0
-        if energy_weight > 0 and not hasattr(domain, "energy_response"):
-            raise ValueError(f"energy_weight > 0 but domain {domain.name!r} defines no energy_response")
+        if energy_weight > 0 and not hasattr(domain, "consistency_statistics"):
+            raise ValueError(f"energy_weight > 0 but domain {domain.name!r} defines no consistency_statistics")
         self.noise_dim = int(generator.noise_dim)
         self.amp = amp and self.device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
@@ -307,8 +314,8 @@ class GANStep:
 
     def _energy_term(self, batch: Batch, fake: torch.Tensor) -> torch.Tensor:
         """L_E of the module docstring for one generator batch (``fake`` at ``batch``'s conditions)."""
-        resp_fake = self.domain.energy_response(fake, batch.conditions)
-        resp_real = self.domain.energy_response(batch.x, batch.conditions)
+        statistics = self.domain.consistency_statistics
+        resp_fake, resp_real = statistics(fake, batch.conditions), statistics(batch.x, batch.conditions)
         term = torch.zeros((), device=self.device)
         if "moments" in self.energy_loss:
             term = term + energy_consistency(
@@ -317,14 +324,16 @@ class GANStep:
         if "crps" in self.energy_loss:
             with self._autocast():
                 fake2 = self._fake(batch).float()
-            score = crps_two_sample(resp_fake, self.domain.energy_response(fake2, batch.conditions), resp_real)
-            if self.energy_scale == "relative":
+            score = crps_two_sample(resp_fake, statistics(fake2, batch.conditions), resp_real)
+            if self.energy_scale == "relative":  # (B,) or (B, K), as the statistics
                 score = score / self.response_scale[condition_bins(batch.features[:, 0], len(self.response_scale))]
             term = term + score.mean()
         return term
 
-    def _iteration(self, next_batch: Callable[[], Batch]) -> torch.Tensor:
-        """The eager iteration; returns the (5,) stats tensor (see ``STAT_NAMES``)."""
+    def train_critic(self, next_batch: Callable[[], Batch]) -> tuple[torch.Tensor, ...]:
+        """``n_critic`` critic updates (eager) with the generator fixed; returns the last one's
+        (loss_d, <D(real)>, <D(fake)>, gp). Alone, it lets a fresh critic catch up with a trained
+        generator before the generator follows its gradients."""
         self.generator.train()
         self.critic.train()
         for _ in range(self.n_critic):
@@ -344,7 +353,11 @@ class GANStep:
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
+        return loss_d, d_real, d_fake, gp
 
+    def _iteration(self, next_batch: Callable[[], Batch]) -> torch.Tensor:
+        """The eager iteration; returns the (5,) stats tensor (see ``STAT_NAMES``)."""
+        loss_d, d_real, d_fake, gp = self.train_critic(next_batch)
         batch = next_batch()
         self.critic.requires_grad_(False)
         with self._autocast():

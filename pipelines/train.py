@@ -31,6 +31,8 @@ examples:
   emulator train calo --particle e+ --data data/eplus.h5 --out models/calo-eplus --resume
   emulator train calo --config runs/calo-eplus/config.json --steps 12500 --out models/calo-eplus-ft \
       --run-dir runs/calo-eplus-ft --init-from runs/calo-eplus/checkpoints/step-00011500
+  emulator train cosmo --config models/cosmo-slice64/card.json --init-from models/cosmo-slice64 \
+      --set critic_warmup=200 --energy-weight 1 --set energy_loss=crps --out runs/ft/cosmo --run-dir runs/ft/run
   emulator train calo --data tiny.h5 --out /tmp/m --steps 10 --set g_hidden=32,32 --set val_every=5
   emulator simulate cosmo --n-sims 200 --omega-m 0.101:0.487 --sigma8 0.487:1.331 --seed 1 --out data/cosmo.h5
   emulator train cosmo --data data/cosmo.h5 --out models/cosmo-slice64 --batch-size 64 \
@@ -73,15 +75,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="model name (default: basename of --out)")
     p.add_argument("--steps", type=int, help="generator updates in total")
     p.add_argument("--batch-size", type=int, help="samples per batch")
-    p.add_argument("--energy-weight", type=float, help="weight of the energy-consistency term (0: off)")
+    p.add_argument(
+        "--energy-weight", type=float,
+        help="weight of the consistency term matching the domain's statistics (calo: energy response; "
+        "cosmo: peak counts by height) per condition (0: off)",
+    )  # fmt: skip
     p.add_argument("--max-samples", type=int, help="read at most this many samples (0: all)")
     p.add_argument("--device", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, help="seed of the whole run")
     p.add_argument("--resume", action="store_true", default=None, help="continue from the newest checkpoint")
     p.add_argument(
-        "--init-from", metavar="CHECKPOINT_DIR",
+        "--init-from", metavar="DIR",
         help="warm start a new run from another run's checkpoint (e.g. runs/calo-eplus/checkpoints/step-00011500): "
-        "weights, optimizers and step carry over, physics features added since start at zero critic weight",
+        "weights, optimizers and step carry over, physics features added since start at zero critic weight; "
+        "or from a shipped model directory (e.g. models/cosmo-slice64): its generator, a fresh critic (give it "
+        "--set critic_warmup=N critic-only iterations first) and fresh optimizers, from step 0",
     )  # fmt: skip
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)"
@@ -92,7 +100,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ray.add_argument("--cpus-per-worker", type=int, default=1, help="CPU cores (torch threads) per worker")
     ray.add_argument("--address", help="Ray cluster: auto, ray://HOST:10001 (default $RAY_ADDRESS or a local one)")
     ray.add_argument("--max-failures", type=int, default=2, help="worker failures to recover from")
-    p.add_argument("--config", type=Path, help="JSON file of settings (applied before the flags)")
+    p.add_argument(
+        "--config", type=Path,
+        help="JSON file of settings (applied before the flags), or a model's card.json: the settings it was trained with",
+    )  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting; repeatable")
     p.set_defaults(func=run)
 

@@ -10,8 +10,9 @@ Optional extras a domain may define (the trainer uses them when present):
 
 * ``critic_feature_dim: int`` and ``critic_features(x, conditions) -> (B, critic_feature_dim)``:
   differentiable physics summaries of network-space samples given to the critic.
-* ``energy_response(x, conditions) -> (B,)``: a per-sample scalar whose per-condition-bin
-  mean and spread the optional consistency term matches (calo: E_tot / E_inc).
+* ``consistency_statistics(x, conditions) -> (B,) or (B, K)``: differentiable per-sample
+  statistics of network-space samples whose distribution per condition the trainer's optional
+  consistency term matches (``energy_weight``; calo: E_tot / E_inc; cosmo: peak counts by height).
 * ``read_samples(path, n=None) -> (conditions (N, k), samples (N, *sample_shape), attrs)``:
   training data from a file (needed by ``emulator train``).
 * ``output_activation: str``: the generator's final activation, e.g. "tanh" when network space

@@ -435,6 +435,8 @@ class CaloDomain:
         xf = x[:, :N_CELLS].float()
         return (torch.expm1(xf.clamp(0.0, self._x_cap)) * self._unit_fraction(conditions, xf)).sum(dim=1)
 
+    consistency_statistics = energy_response  # what the trainer's optional consistency term matches
+
     def critic_features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """31 differentiable shower summaries of network-space ``x`` (B, 507), all O(1), in float32.
 

@@ -67,6 +67,7 @@ __all__ = [
     "GRID",
     "LOG_SPAN",
     "PDF_CENTRES",
+    "PEAK_CENTRES",
     "PK_BANDS",
     "PREPROCESSINGS",
     "REDSHIFT",
@@ -103,7 +104,10 @@ PK_BANDS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 8), (9, 16), (17, 3
 PDF_CENTRES: tuple[float, ...] = tuple(-2.0 + 0.25 * j for j in range(19))
 """Bin centres in log10(1+δ) of the pixel-PDF critic features: 0.01 to 316, a quarter decade apart."""
 _PEAK_WINDOW = 5  # peaks are maxima of their periodic 5x5 window (as ``observables`` and the validation count)
-_PEAK_SOFTNESS = 0.05  # in PDF bins (quarter decades): a pixel 0.2 bins (12 % in 1+δ) above its window counts 0.98
+PEAK_CENTRES: tuple[float, ...] = tuple(0.025 + 0.15 * j for j in range(-5, 15))
+"""Bin centres in log10(1+δ) of the peak counts matched by ``consistency_statistics``: 0.19 to 133,
+0.15 decades apart, the validation's peak-height bins."""
+_PEAK_SOFTNESS = 0.0125  # decades: a pixel 0.05 decades (12 % in 1+δ) above its window counts 0.98
 _MF_THRESHOLDS = (0.0, 1.0, 2.0)  # Minkowski thresholds ν in units of the map's standard deviation
 _MF_BAND = 0.5  # width of the δ(u - ν) band
 _MF_SMOOTHING = 1.0  # Gaussian smoothing in pixels before the Minkowski functionals
@@ -116,6 +120,26 @@ def _window_neighbour_max(maps: torch.Tensor, size: int = _PEAK_WINDOW) -> torch
     r = size // 2
     shifts = [(i, j) for i in range(-r, r + 1) for j in range(-r, r + 1) if (i, j) != (0, 0)]
     return torch.stack([torch.roll(maps, shift, dims=(1, 2)) for shift in shifts]).amax(dim=0)
+
+
+def _bin_units(maps: torch.Tensor, centres: tuple[float, ...]) -> torch.Tensor:
+    """log10(1+δ) of ``maps`` (B, H, W) in units of the bin spacing of ``centres`` from the first, (B, H*W)."""
+    spacing = centres[1] - centres[0]
+    return (torch.log10(maps.flatten(1) + 10.0**-LOG_SPAN) - centres[0]) / spacing  # empty pixels below bin 0
+
+
+def _soft_peak_counts(maps: torch.Tensor, centres: tuple[float, ...]) -> torch.Tensor:
+    """Soft counts (B, len(centres)) of the peaks of ``maps`` (B, H, W) per bin of log10 height (``centres``).
+
+    Each pixel adds sigmoid(its height above the rest of its periodic 5x5 window / ``_PEAK_SOFTNESS``
+    decades) to the bins of its height: about 1 for a clear maximum, 0 elsewhere, with a gradient that
+    can raise or lower a pixel against its neighbours.
+    """
+    t = _bin_units(maps, centres)
+    spacing = centres[1] - centres[0]
+    height_above_window = t - _window_neighbour_max(t.reshape(maps.shape)).flatten(1)
+    peakness = torch.sigmoid(height_above_window * spacing / _PEAK_SOFTNESS)
+    return soft_histogram(t, len(centres), weights=peakness)[:, 0]
 
 
 def _band_matrix(n: int, box_size: float) -> torch.Tensor:
@@ -278,13 +302,16 @@ class CosmoDomain:
         power = modes.square().sum(-1).flatten(1) * (BOX_SIZE**2 / GRID**4)  # P = (V/n²)² |DFT|² / V
         log_pk = torch.log10(power @ self._bands[key] + _FEATURE_PK_FLOOR) - 2.0
         mean = 10.0 * torch.log10(level)[:, None]
-        c0, spacing = PDF_CENTRES[0], PDF_CENTRES[1] - PDF_CENTRES[0]
-        t = (torch.log10(maps.flatten(1) + 10.0**-LOG_SPAN) - c0) / spacing  # empty pixels fall below bin 0
-        pdf = torch.log1p(soft_histogram(t, len(PDF_CENTRES))[:, 0]) * 0.25  # counts up to 4096 -> <= 2.1
-        height_above_window = t - _window_neighbour_max(t.reshape(maps.shape)).flatten(1)
-        peakness = torch.sigmoid(height_above_window / _PEAK_SOFTNESS)
-        peaks = torch.log1p(soft_histogram(t, len(PDF_CENTRES), weights=peakness)[:, 0]) * 0.5  # <~ 50 per bin
+        pdf = torch.log1p(soft_histogram(_bin_units(maps, PDF_CENTRES), len(PDF_CENTRES))[:, 0]) * 0.25
+        peaks = torch.log1p(_soft_peak_counts(maps, PDF_CENTRES)) * 0.5  # pixels <= 4096 -> <= 2.1; peaks <~ 50
         return torch.cat([log_pk, mean, pdf, peaks], dim=1)
+
+    def consistency_statistics(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Of network-space maps ``x`` (B, 64*64): log1p of the soft peak counts (5x5 maxima) per bin of
+        peak height, bins ``PEAK_CENTRES`` (B, 20), differentiable: what the peak-count check judges,
+        for the trainer's optional consistency term (``energy_weight``)."""
+        maps = self.from_network(x.float().reshape(-1, *self.sample_shape), conditions)
+        return torch.log1p(_soft_peak_counts(maps, PEAK_CENTRES))
 
     # -- physics and files --------------------------------------------------------------------
     def observables(self, samples: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:

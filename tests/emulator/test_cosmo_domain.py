@@ -12,7 +12,16 @@ import torch
 from fastapi.testclient import TestClient
 
 from emulator.domains import get_domain
-from emulator.domains.cosmo import BOX_SIZE, LOG_SPAN, PDF_CENTRES, PK_BANDS, S_MAX, TRANSFORM_A, X_MAX
+from emulator.domains.cosmo import (
+    BOX_SIZE,
+    LOG_SPAN,
+    PDF_CENTRES,
+    PEAK_CENTRES,
+    PK_BANDS,
+    S_MAX,
+    TRANSFORM_A,
+    X_MAX,
+)
 from emulator.models import (
     ConvCritic,
     ConvCriticConfig,
@@ -267,6 +276,38 @@ def test_critic_features_count_the_peaks_per_height_bin(cosmo):
     np.testing.assert_allclose(np.cumsum(soft, axis=1), np.cumsum(hard, axis=1), atol=0.05 * hard.sum(axis=1).max())
     (grad,) = torch.autograd.grad(feats[:, -len(PDF_CENTRES) :].sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_consistency_statistics_are_log1p_peak_counts_in_the_validation_height_bins(cosmo):
+    """What the trainer's consistency term matches: log1p(soft peak counts) per PEAK_CENTRES bin (0.15
+    decades, centred on the validation's peak-height bins), close to the hard counts, differentiable."""
+    from physics_data.cosmo.observables import peak_counts
+
+    maps = _lognormal_maps(4, seed=6, dtype=torch.float32)
+    x = cosmo.to_network(maps, None).reshape(4, -1).requires_grad_(True)
+    stats = cosmo.consistency_statistics(x, None)
+    assert stats.shape == (4, len(PEAK_CENTRES))
+    soft = torch.expm1(stats.detach()).double().numpy()
+    back = cosmo.from_network(x.detach().reshape(4, 64, 64), None).double().numpy()
+    inside = (back >= 10.0 ** PEAK_CENTRES[0]) & (back <= 10.0 ** PEAK_CENTRES[-1])
+    edges = 10.0 ** np.array([PEAK_CENTRES[0] - 0.075, *(c + 0.075 for c in PEAK_CENTRES)])
+    hard = peak_counts(np.where(inside, back, 0.0), edges)
+    np.testing.assert_allclose(np.cumsum(soft, axis=1), np.cumsum(hard, axis=1), atol=0.05 * hard.sum(axis=1).max())
+    (grad,) = torch.autograd.grad(stats.sum(), x)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_consistency_statistics_move_an_isolated_peak_between_height_bins(cosmo):
+    """One clear peak of height 1.06 on a flat 0.1 map counts ~1 in its own bin; its gradient says how to
+    move it to the next bin up (raise the peak), which is what the consistency term follows."""
+    maps = torch.full((1, 64, 64), 0.1)
+    maps[0, 30, 30] = 10.0 ** PEAK_CENTRES[5]  # 1.06, the centre of bin 5
+    x = cosmo.to_network(maps, None).reshape(1, -1).requires_grad_(True)
+    counts = torch.expm1(cosmo.consistency_statistics(x, None))
+    assert counts[0, 5].item() == pytest.approx(1.0, abs=0.02)
+    (grad,) = torch.autograd.grad(counts[0, 6], x)
+    at_peak = grad[0, 30 * 64 + 30].item()
+    assert at_peak > 0 and grad[0].abs().sum().item() == pytest.approx(at_peak, rel=0.05)
 
 
 def test_read_samples_refuses_another_box(cosmo, tmp_path: Path):

@@ -189,6 +189,31 @@ def test_warm_start_grows_the_generator_head_for_spot_quantisation(tiny_data, tm
     assert np.isfinite(block.samples).all() and (block.samples >= 0).all()
 
 
+def test_warm_start_from_a_model_directory_takes_its_generator_and_warms_up_a_fresh_critic(
+    tiny_data, tmp_path, monkeypatch
+):
+    """init_from a shipped model directory: its generator (and EMA) weights, a fresh critic that first gets
+    critic_warmup critic-only iterations, step 0; --config may be the model's card.json."""
+    from emulator.wgan_gp import GANStep
+
+    train_func(tiny_config(tiny_data, tmp_path / "a", steps=2))
+    model = tmp_path / "a" / "model"
+    calls = []
+    real_train_critic = GANStep.train_critic
+    monkeypatch.setattr(GANStep, "train_critic", lambda self, nb: calls.append(1) or real_train_critic(self, nb))
+    cfg = load_config(None, model / "card.json", {
+        "out": str(tmp_path / "b" / "model"), "run_dir": str(tmp_path / "b" / "run"), "init_from": str(model),
+        "critic_warmup": 3, "lr_g": 0.0, "energy_weight": 0.0,
+    })  # fmt: skip
+    assert (cfg.latent_dim, cfg.g_hidden, cfg.steps) == (8, (16,), 2), "the card's training settings"
+    summary = train_func(cfg)
+    assert summary["steps"] == 2 and len(calls) == 3 + 2, "3 warm-up iterations, then one per step"
+    before, after = load_file(str(model / "generator.safetensors")), load_file(str(tmp_path / "b" / "model" / "generator.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before), "lr_g = 0: the EMA is the model's generator"
+    with pytest.raises(ConfigError, match="set the same architecture"):
+        train_func({**cfg.to_dict(), "g_hidden": [32], "run_dir": str(tmp_path / "c")})
+
+
 def test_warm_start_from_a_missing_checkpoint_is_a_clear_error(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="init_from"):
         train_func(tiny_config(tiny_data, tmp_path, init_from=str(tmp_path / "nope")))

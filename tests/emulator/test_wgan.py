@@ -63,6 +63,22 @@ def test_energy_consistency_zero_for_matching_and_positive_for_shifted():
     assert narrow == pytest.approx(relative, rel=1e-2)  # up to the 1e-6 regulariser
 
 
+def test_consistency_of_several_statistics_is_the_mean_of_their_terms():
+    """K statistics per sample (B, K): the term is the mean of the K single-statistic terms, and
+    response_spread gives each its own spread per bin."""
+    torch.manual_seed(1)
+    real, fake, feat = torch.rand(300, 3), torch.rand(300, 3) * 1.2, torch.rand(300)
+    for scale in ("absolute", "relative"):
+        each = [energy_consistency(fake[:, k], real[:, k], feat, 10, scale) for k in range(3)]
+        assert energy_consistency(fake, real, feat, 10, scale).item() == pytest.approx(
+            sum(each).item() / 3, rel=1e-5
+        )
+    spread = response_spread(real, feat, 10)
+    assert spread.shape == (10, 3)
+    for k in range(3):
+        torch.testing.assert_close(spread[:, k], response_spread(real[:, k], feat, 10))
+
+
 def test_energy_consistency_skips_bins_with_too_few_samples():
     r = torch.linspace(0.9, 1.1, 100)
     feat = torch.full((100,), 0.05)
@@ -175,5 +191,5 @@ def test_energy_weight_needs_a_domain_response():
 
     gen = MLPGenerator(MLPGeneratorConfig(3, 1, latent_dim=2, hidden=(4,)))
     critic = MLPCritic(MLPCriticConfig(3, 1, hidden=(4,)))
-    with pytest.raises(ValueError, match="energy_response"):
+    with pytest.raises(ValueError, match="consistency_statistics"):
         GANStep(gen, critic, NoResponse(), energy_weight=1.0)
