@@ -22,6 +22,11 @@
 #                                                      # RUN_ROOT=runs/cn TRAIN_SECONDS=27300 STEPS=14000, EXTRA_TRAIN_ARGS+=
 #                                                      # " --set g_stage_noise=true --init-from runs/cp/.../step-00009000";
 #                                                      # shipped the EMA of its step 10000, calibrated (step 4 below)
+#   .venv/bin/emulator train cosmo --config models/cosmo-slice64/card.json --init-from models/cosmo-slice64 \
+#       --data data/cosmo/train-800.h5 --out runs/pk/models/cosmo-slice64 --run-dir runs/pk/run --steps 3000 \
+#       --energy-weight 1 --set energy_loss=crps --set critic_warmup=200 --set time_limit_s=5100 --seed 4 --device cpu
+#                                                      # tried, not shipped: fine-tuning 1.3.0 with the CRPS of
+#                                                      # its peak counts (README: 14-16 of 35 held-out checks)
 #   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
 #                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
 #                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
