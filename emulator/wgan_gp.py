@@ -25,17 +25,18 @@ for any domain's statistics.)
 
 With ``energy_loss="crps"`` L_E is instead the continuous ranked probability score of the
 generator's distribution of the response (of each statistic) at each real sample's own
-condition, estimated from two fakes x, x' at that condition: ``CRPS = (|x - y| + |x' - y|) / 2 - |x - x'| / 2`` (unbiased;
-Gneiting & Raftery 2007). It is a strictly proper score, so its expectation is minimal only
-when the generated response distribution at every condition equals the data's — no bins,
-no batch moments. The moment matching needs >= 8 samples per bin, which a 256 batch drawn
-uniformly in 1-100 GeV never has below ~6 GeV: there the e+ resolution came out half the
-data's. In ``"relative"`` units each sample's score is divided by the real response spread
-of its condition bin, measured once on the whole training set (``response_spread``). At
-the optimum the term is not 0 but the data's own CRPS (about 0.56 in relative units).
-``"moments+crps"`` adds both: the CRPS alone, matching the whole distribution, let the e+
-spread at 60-100 GeV come out 9-17 % wide (the data's response there is skewed by leakage,
-which the generator reproduces only in part, and the CRPS trades width for shape).
+condition, estimated from two fakes x, x' at that condition:
+``CRPS = (|x - y| + |x' - y|) / 2 - |x - x'| / 2`` (unbiased; Gneiting & Raftery 2007). It is a
+strictly proper score, so its expectation is minimal only when the generated response
+distribution at every condition equals the data's — no bins, no batch moments. The moment
+matching needs >= 8 samples per bin, which a 256 batch drawn uniformly in 1-100 GeV never has
+below ~6 GeV: there the e+ resolution came out half the data's. In ``"relative"`` units each
+sample's score is divided by the real response spread of its condition bin, measured once on
+the whole training set (``response_spread``). At the optimum the term is not 0 but the data's
+own CRPS (about 0.56 in relative units). ``"moments+crps"`` adds both: the CRPS alone, matching
+the whole distribution, let the e+ spread at 60-100 GeV come out 9-17 % wide (the data's
+response there is skewed by leakage, which the generator reproduces only in part, and the CRPS
+trades width for shape).
 
 The critic may also see differentiable physics summaries (``domain.critic_features``);
 the gradient penalty differentiates through them too, so it is the true input gradient.
@@ -167,7 +168,8 @@ def response_spread(response: torch.Tensor, cond_feature: torch.Tensor, n_bins: 
     r = response.double().reshape(response.shape[0], -1)
     counts = torch.zeros(n_bins, dtype=torch.float64, device=r.device).index_add_(0, idx, torch.ones_like(r[:, 0]))
     counts = counts[:, None]
-    mean = torch.zeros(n_bins, r.shape[1], dtype=torch.float64, device=r.device).index_add_(0, idx, r) / counts.clamp_min(1.0)
+    sums = torch.zeros(n_bins, r.shape[1], dtype=torch.float64, device=r.device).index_add_(0, idx, r)
+    mean = sums / counts.clamp_min(1.0)
     var = torch.zeros_like(mean).index_add_(0, idx, (r - mean[idx]) ** 2) / (counts - 1.0).clamp_min(1.0)
     spread = torch.where(counts >= 2, var.sqrt(), r.std(dim=0))
     return spread.clamp_min(1e-12).float().reshape(n_bins, *response.shape[1:])

@@ -102,7 +102,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ray.add_argument("--max-failures", type=int, default=2, help="worker failures to recover from")
     p.add_argument(
         "--config", type=Path,
-        help="JSON file of settings (applied before the flags), or a model's card.json: the settings it was trained with",
+        help="JSON file of settings (applied before the flags), or a model's card.json: the settings "
+        "it was trained with",
     )  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting; repeatable")
     p.set_defaults(func=run)

@@ -208,7 +208,8 @@ def test_warm_start_from_a_model_directory_takes_its_generator_and_warms_up_a_fr
     assert (cfg.latent_dim, cfg.g_hidden, cfg.steps) == (8, (16,), 2), "the card's training settings"
     summary = train_func(cfg)
     assert summary["steps"] == 2 and len(calls) == 3 + 2, "3 warm-up iterations, then one per step"
-    before, after = load_file(str(model / "generator.safetensors")), load_file(str(tmp_path / "b" / "model" / "generator.safetensors"))
+    before = load_file(str(model / "generator.safetensors"))
+    after = load_file(str(tmp_path / "b" / "model" / "generator.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before), "lr_g = 0: the EMA is the model's generator"
     with pytest.raises(ConfigError, match="set the same architecture"):
         train_func({**cfg.to_dict(), "g_hidden": [32], "run_dir": str(tmp_path / "c")})
