@@ -24,7 +24,8 @@
 #                                                      # shipped the EMA of its step 10000, calibrated (step 4 below)
 #   .venv/bin/emulator train cosmo --config models/cosmo-slice64/card.json --init-from models/cosmo-slice64 \
 #       --data data/cosmo/train-800.h5 --out runs/pk/models/cosmo-slice64 --run-dir runs/pk/run --steps 3000 \
-#       --energy-weight 1 --set energy_loss=crps --set critic_warmup=200 --set time_limit_s=5100 --seed 4 --device cpu
+#       --energy-weight 1 --set energy_loss=crps --set critic_warmup=200 --set time_limit_s=5100 --set val_every=250 \
+#       --set checkpoint_every=250 --seed 4 --device cpu
 #                                                      # tried, not shipped: fine-tuning 1.3.0 with the CRPS of
 #                                                      # its peak counts (README: 14-16 of 35 held-out checks)
 #   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
