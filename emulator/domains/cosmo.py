@@ -128,14 +128,15 @@ def _bin_units(maps: torch.Tensor, centres: tuple[float, ...]) -> torch.Tensor:
     return (torch.log10(maps.flatten(1) + 10.0**-LOG_SPAN) - centres[0]) / spacing  # empty pixels below bin 0
 
 
-def _soft_peak_counts(maps: torch.Tensor, centres: tuple[float, ...]) -> torch.Tensor:
-    """Soft counts (B, len(centres)) of the peaks of ``maps`` (B, H, W) per bin of log10 height (``centres``).
+def _soft_peak_counts(maps: torch.Tensor, centres: tuple[float, ...], t: torch.Tensor | None = None) -> torch.Tensor:
+    """Soft counts (B, len(centres)) of the peaks of ``maps`` (B, H, W) per bin of log10 height (``centres``);
+    ``t``: ``_bin_units(maps, centres)`` when the caller already has it.
 
     Each pixel adds sigmoid(its height above the rest of its periodic 5x5 window / ``_PEAK_SOFTNESS``
     decades) to the bins of its height: about 1 for a clear maximum, 0 elsewhere, with a gradient that
     can raise or lower a pixel against its neighbours.
     """
-    t = _bin_units(maps, centres)
+    t = _bin_units(maps, centres) if t is None else t
     spacing = centres[1] - centres[0]
     height_above_window = t - _window_neighbour_max(t.reshape(maps.shape)).flatten(1)
     peakness = torch.sigmoid(height_above_window * spacing / _PEAK_SOFTNESS)
@@ -302,8 +303,9 @@ class CosmoDomain:
         power = modes.square().sum(-1).flatten(1) * (BOX_SIZE**2 / GRID**4)  # P = (V/n²)² |DFT|² / V
         log_pk = torch.log10(power @ self._bands[key] + _FEATURE_PK_FLOOR) - 2.0
         mean = 10.0 * torch.log10(level)[:, None]
-        pdf = torch.log1p(soft_histogram(_bin_units(maps, PDF_CENTRES), len(PDF_CENTRES))[:, 0]) * 0.25
-        peaks = torch.log1p(_soft_peak_counts(maps, PDF_CENTRES)) * 0.5  # pixels <= 4096 -> <= 2.1; peaks <~ 50
+        t = _bin_units(maps, PDF_CENTRES)  # shared by the pixel PDF and the peak counts
+        pdf = torch.log1p(soft_histogram(t, len(PDF_CENTRES))[:, 0]) * 0.25
+        peaks = torch.log1p(_soft_peak_counts(maps, PDF_CENTRES, t)) * 0.5  # pixels <= 4096 -> <= 2.1; peaks <~ 50
         return torch.cat([log_pk, mean, pdf, peaks], dim=1)
 
     def consistency_statistics(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
