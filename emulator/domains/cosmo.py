@@ -293,27 +293,40 @@ class CosmoDomain:
         """Of network-space maps ``x`` (B, 64*64), differentiable, float32: log10 P(k) - 2 in the
         ``PK_BANDS``, 10 log10 of the mean 1+δ, log1p of the soft pixel counts per ``PDF_CENTRES`` bin / 4,
         and log1p of the soft peak counts per ``PDF_CENTRES`` bin of peak height / 2."""
-        key = str(x.device)
-        if key not in self._bands:
-            self._bands[key] = _band_matrix(GRID, BOX_SIZE).to(x.device)
         maps = self.from_network(x.float().reshape(-1, *self.sample_shape), conditions)
         level = maps.mean(dim=(1, 2)).clamp_min(1e-3)  # the map's mean 1+δ
-        delta = maps / level[:, None, None] - 1.0
-        modes = torch.view_as_real(torch.fft.rfft2(delta))  # |δ_k|² as re² + im²: smooth at 0
-        power = modes.square().sum(-1).flatten(1) * (BOX_SIZE**2 / GRID**4)  # P = (V/n²)² |DFT|² / V
-        log_pk = torch.log10(power @ self._bands[key] + _FEATURE_PK_FLOOR) - 2.0
+        log_pk = torch.log10(self._band_powers(maps, level)) - 2.0
         mean = 10.0 * torch.log10(level)[:, None]
         t = _bin_units(maps, PDF_CENTRES)  # shared by the pixel PDF and the peak counts
         pdf = torch.log1p(soft_histogram(t, len(PDF_CENTRES))[:, 0]) * 0.25
         peaks = torch.log1p(_soft_peak_counts(maps, PDF_CENTRES, t)) * 0.5  # pixels <= 4096 -> <= 2.1; peaks <~ 50
         return torch.cat([log_pk, mean, pdf, peaks], dim=1)
 
+    def _band_powers(self, maps: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """Mean 2D power (B, len(PK_BANDS)) in (Mpc/h)² of δ = ``maps`` / ``level`` - 1 in the ``PK_BANDS``,
+        differentiable, floored at ``_FEATURE_PK_FLOOR`` so that its log has bounded gradients."""
+        key = str(maps.device)
+        if key not in self._bands:
+            self._bands[key] = _band_matrix(GRID, BOX_SIZE).to(maps.device)
+        delta = maps / level[:, None, None] - 1.0
+        modes = torch.view_as_real(torch.fft.rfft2(delta))  # |δ_k|² as re² + im²: smooth at 0
+        power = modes.square().sum(-1).flatten(1) * (BOX_SIZE**2 / GRID**4)  # P = (V/n²)² |DFT|² / V
+        return power @ self._bands[key] + _FEATURE_PK_FLOOR
+
     def consistency_statistics(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Of network-space maps ``x`` (B, 64*64): log1p of the soft peak counts (5x5 maxima) per bin of
-        peak height, bins ``PEAK_CENTRES`` (B, 20), differentiable: what the peak-count check judges,
-        for the trainer's optional consistency term (``energy_weight``)."""
+        """Of network-space maps ``x`` (B, 64*64), differentiable, (B, 20 + 5): log1p of the soft peak counts
+        (5x5 maxima) per bin of peak height, bins ``PEAK_CENTRES``, then ln of the band powers P(k) in the
+        ``PK_BANDS`` times ``len(PEAK_CENTRES) / len(PK_BANDS)`` = 4: what the peak-count and power-spectrum
+        checks judge, per map, for the trainer's optional consistency term (``energy_weight``), which
+        averages over the 25 columns. Natural logs, so a unit is the same relative change in both, and
+        the factor gives the five bands as much weight as the twenty peak bins: they hold the large
+        scales of each (Omega_m, sigma_8) while the term moves the peaks (a peak-only term let the
+        large scales drift, README)."""
         maps = self.from_network(x.float().reshape(-1, *self.sample_shape), conditions)
-        return torch.log1p(_soft_peak_counts(maps, PEAK_CENTRES))
+        level = maps.mean(dim=(1, 2)).clamp_min(1e-3)
+        peaks = torch.log1p(_soft_peak_counts(maps, PEAK_CENTRES))
+        band_weight = len(PEAK_CENTRES) / len(PK_BANDS)
+        return torch.cat([peaks, band_weight * torch.log(self._band_powers(maps, level))], dim=1)
 
     # -- physics and files --------------------------------------------------------------------
     def observables(self, samples: np.ndarray, conditions: np.ndarray) -> dict[str, np.ndarray]:

@@ -278,17 +278,22 @@ def test_critic_features_count_the_peaks_per_height_bin(cosmo):
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-def test_consistency_statistics_are_log1p_peak_counts_in_the_validation_height_bins(cosmo):
+def test_consistency_statistics_are_log1p_peak_counts_and_ln_band_powers(cosmo):
     """What the trainer's consistency term matches: log1p(soft peak counts) per PEAK_CENTRES bin (0.15
-    decades, centred on the validation's peak-height bins), close to the hard counts, differentiable."""
+    decades, centred on the validation's peak-height bins), close to the hard counts, then 4 ln P(k) in
+    the PK_BANDS (as much weight as the 20 peak bins), the observables' band powers; differentiable."""
     from physics_data.cosmo.observables import peak_counts
 
     maps = _lognormal_maps(4, seed=6, dtype=torch.float32)
     x = cosmo.to_network(maps, None).reshape(4, -1).requires_grad_(True)
     stats = cosmo.consistency_statistics(x, None)
-    assert stats.shape == (4, len(PEAK_CENTRES))
-    soft = torch.expm1(stats.detach()).double().numpy()
+    n_peak_bins = len(PEAK_CENTRES)
+    assert stats.shape == (4, n_peak_bins + len(PK_BANDS))
     back = cosmo.from_network(x.detach().reshape(4, 64, 64), None).double().numpy()
+    obs = cosmo.observables(back, None)
+    log10_pk = np.stack([obs[f"log_pk_k{lo}_{hi}"] for lo, hi in PK_BANDS], axis=1)
+    np.testing.assert_allclose(stats.detach()[:, n_peak_bins:].double().numpy() / (4 * np.log(10.0)), log10_pk, atol=2e-3)
+    soft = torch.expm1(stats.detach()[:, :n_peak_bins]).double().numpy()
     inside = (back >= 10.0 ** PEAK_CENTRES[0]) & (back <= 10.0 ** PEAK_CENTRES[-1])
     edges = 10.0 ** np.array([PEAK_CENTRES[0] - 0.075, *(c + 0.075 for c in PEAK_CENTRES)])
     hard = peak_counts(np.where(inside, back, 0.0), edges)
