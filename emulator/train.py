@@ -15,7 +15,8 @@ What one run does:
 4. every ``log_every`` steps: a JSONL record in ``<run_dir>/metrics.jsonl`` and the progress bar;
 5. every ``val_every`` steps: generates the held-out set's conditions with the EMA weights,
    computes the mean over ``domain.quick_val_observables`` of W1(gen, ref) / std(ref) (POT
-   ``wasserstein_1d``) and, when it is the best so far, exports the EMA generator to ``out``;
+   ``wasserstein_1d``) and of their conditional-mean deviations (``val_conditional``, see
+   ``conditional_mean_deviation``) and, when it is the best so far, exports the EMA generator to ``out``;
 6. every ``checkpoint_every`` steps: an atomic training checkpoint (weights, optimizer states,
    RNG states, config; see ``emulator.checkpoint``); ``resume=True`` continues bit-exactly,
    ``init_from=DIR`` starts a new run from another run's checkpoint (same continuation, its own
@@ -68,7 +69,15 @@ from emulator.models import build_for_training
 from emulator.sampler import resolve_device
 from emulator.wgan_gp import Batch, GANStep, condition_bins, response_spread
 
-__all__ = ["ConfigError", "TrainConfig", "ema_update", "load_config", "quick_validation_score", "train_func"]
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "conditional_mean_deviation",
+    "ema_update",
+    "load_config",
+    "quick_validation_score",
+    "train_func",
+]
 
 
 class ConfigError(ValueError):
@@ -129,6 +138,8 @@ class TrainConfig:
     max_samples: int = 0  # read at most this many samples from `data` (0: all)
     val_samples: int = 10_000  # held-out samples for quick validation (never trained on)
     val_every: int = 1000  # quick validation (and best-model export) every this many steps
+    val_conditional: bool = True  # the quick-validation score also judges each observable's conditional mean
+    # (quadratic in the condition features), not only its distribution pooled over all conditions
     checkpoint_every: int = 1000  # training checkpoint every this many steps
     keep_checkpoints: int = 2  # how many training checkpoints to keep
     log_every: int = 50  # metrics record and progress update every this many steps
@@ -264,6 +275,7 @@ class _Data:
     conditions: torch.Tensor  # (N, k)
     features: torch.Tensor  # (N, k)
     val_conditions: np.ndarray  # (M, k) held-out
+    val_features: np.ndarray  # (M, k') their condition features (float64)
     val_observables: dict[str, np.ndarray]
     attrs: dict
     n_total: int
@@ -299,6 +311,7 @@ def _load_data(cfg: TrainConfig, domain: Domain, device: torch.device) -> _Data:
         conditions=cond_t,
         features=domain.condition_features(cond_t).float(),
         val_conditions=conditions[val_idx],
+        val_features=domain.condition_features(torch.from_numpy(conditions[val_idx])).double().numpy(),
         val_observables=val_obs,
         attrs=attrs,
         n_total=n,
@@ -357,10 +370,41 @@ def _generate(
     return np.concatenate(out) if out else np.zeros((0, *domain.sample_shape), np.float32)
 
 
+def _quadratic_design(features: np.ndarray) -> np.ndarray:
+    """(N, 1 + k + k(k+1)/2): 1, each condition feature and each product of two, for least squares."""
+    f = np.asarray(features, np.float64).reshape(len(features), -1)
+    pairs = [f[:, i] * f[:, j] for i in range(f.shape[1]) for j in range(i, f.shape[1])]
+    return np.column_stack([np.ones(len(f)), f, *pairs])
+
+
+def conditional_mean_deviation(gen: np.ndarray, ref: np.ndarray, features: np.ndarray) -> float:
+    """RMS over the held-out conditions of the conditional mean of gen - ref, in units of ref's scatter.
+
+    ``gen[i]`` and ``ref[i]`` are one observable of samples at the same condition (``features[i]``).
+    The conditional means are least-squares quadratics in the condition features; the unit is the
+    scatter of ``ref`` about its own fitted conditional mean. The pooled W1 cannot see a model that is
+    too high at some conditions and too low at others; this can. Its floor for a perfect model is
+    about sqrt(2 n_coefficients / N) (the fit's noise): 0.08 for two conditions and 2000 samples.
+    """
+    design = _quadratic_design(features)
+    diff = np.linalg.lstsq(design, gen - ref, rcond=None)[0]
+    ref_fit = np.linalg.lstsq(design, ref, rcond=None)[0]
+    scale = (ref - design @ ref_fit).std() or 1.0
+    return float(np.sqrt(np.mean((design @ diff) ** 2)) / scale)
+
+
 def quick_validation_score(
-    domain: Domain, gen_obs: dict[str, np.ndarray], ref_obs: dict[str, np.ndarray]
+    domain: Domain,
+    gen_obs: dict[str, np.ndarray],
+    ref_obs: dict[str, np.ndarray],
+    features: np.ndarray | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """Mean over the domain's quick-validation observables of W1(gen, ref) / std(ref) (lower is better)."""
+    """Mean over the domain's quick-validation observables of W1(gen, ref) / std(ref) (lower is better).
+
+    With ``features`` (N, k), the condition features of the held-out samples, at which ``gen_obs`` was
+    generated one for one, each observable also adds ``"<name>|cond"``: its
+    ``conditional_mean_deviation``, and the score is the mean over all entries.
+    """
     import ot
 
     names = getattr(domain, "quick_val_observables", None) or sorted(ref_obs)
@@ -369,6 +413,8 @@ def quick_validation_score(
         ref, gen = np.asarray(ref_obs[name], np.float64), np.asarray(gen_obs[name], np.float64)
         scale = ref.std() or 1.0
         per[name] = float(ot.wasserstein_1d(gen, ref, p=1)) / scale
+        if features is not None:
+            per[f"{name}|cond"] = conditional_mean_deviation(gen, ref, features)
     return float(np.mean(list(per.values()))), per
 
 
@@ -645,7 +691,9 @@ def train_func(
         if device.type == "cuda" and "rng.torch_cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.torch_cuda"], device)
         start_step, best_score, best_step = state["step"], state["best_score"], state["best_step"]
-        if warm_start:  # a new run: its best checkpoint is chosen among its own validations
+        # a new run chooses its best checkpoint among its own validations; so does a run whose score
+        # changed meaning (checkpoints from before the conditional term record no val_conditional)
+        if warm_start or state.get("config", {}).get("val_conditional", False) != cfg.val_conditional:
             best_score, best_step = math.inf, start_step
         elapsed_before = state["elapsed_s"]
         if main and metrics_path.exists():  # drop records written after the checkpoint
@@ -712,7 +760,10 @@ def train_func(
             if (step % cfg.val_every == 0 or final) and len(data.val_conditions) and main:
                 gen_samples = _generate(ema, domain, data.val_conditions, cfg.seed + 12345, device)
                 score, per = quick_validation_score(
-                    domain, domain.observables(gen_samples, data.val_conditions), data.val_observables
+                    domain,
+                    domain.observables(gen_samples, data.val_conditions),
+                    data.val_observables,
+                    data.val_features if cfg.val_conditional else None,
                 )
                 rec = {"step": step, "val_score": score, "val": per, "elapsed_s": round(elapsed(), 2)}
                 if score < best_score:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import emulator.train as train_module
 from emulator.conditions import parse_conditions
 from emulator.domains import get_domain
 from emulator.models.mlp_generator import NOISE_SIGMA_GAIN
@@ -17,6 +18,7 @@ from emulator.train import (
     ConfigError,
     TrainConfig,
     balanced_index_cdf,
+    conditional_mean_deviation,
     ema_update,
     load_config,
     quick_validation_score,
@@ -85,6 +87,23 @@ def test_quick_validation_score_is_zero_for_identical_and_grows_with_shift():
     assert score == pytest.approx(0.5, rel=0.05) and set(per) == set(dom.quick_val_observables)
 
 
+def test_quick_validation_score_sees_a_condition_dependent_bias_the_pooled_w1_misses():
+    """gen too low at low conditions and too high at high ones: pooled it looks almost right, the
+    conditional-mean term (one ``|cond`` entry per observable) says by how much it is off; a model
+    right at every condition stays near the fit's noise floor."""
+    dom = get_domain("calo")
+    rng = np.random.default_rng(1)
+    features = rng.uniform(size=(2000, 1))
+    ref = {name: rng.normal(size=2000) + features[:, 0] for name in dom.quick_val_observables}
+    good = {name: rng.normal(size=2000) + features[:, 0] for name in dom.quick_val_observables}
+    tilted = {name: rng.normal(size=2000) + 1.0 - features[:, 0] for name in dom.quick_val_observables}
+    name = dom.quick_val_observables[0]
+    _, per = quick_validation_score(dom, tilted, ref, features)
+    assert set(per) == {*dom.quick_val_observables, *(f"{n}|cond" for n in dom.quick_val_observables)}
+    assert per[name] < 0.1 and per[f"{name}|cond"] == pytest.approx(2 / np.sqrt(3) * 0.5, rel=0.1)
+    assert conditional_mean_deviation(good[name], ref[name], features) < 0.1
+
+
 def test_train_writes_model_logs_and_checkpoints(tiny_data, tmp_path):
     reports, ckpts = [], []
     summary = train_func(
@@ -122,6 +141,15 @@ def test_resume_is_bit_exact(tiny_data, tmp_path, energy):
         assert torch.equal(a[key], b[key]), key
     steps_b = [json.loads(x)["step"] for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps_b == sorted(steps_b), "resumed log continues without duplicates"
+
+
+def test_resume_with_another_quick_validation_score_chooses_its_best_afresh(tiny_data, tmp_path, monkeypatch):
+    """A run checkpointed with the pooled score and resumed with the conditional term: the old best
+    score is not comparable, so the first new validation becomes the best however large it is."""
+    train_func(tiny_config(tiny_data, tmp_path, steps=2, val_conditional=False))
+    monkeypatch.setattr(train_module, "conditional_mean_deviation", lambda *a: 100.0)
+    summary = train_func(tiny_config(tiny_data, tmp_path, steps=4, resume=True))
+    assert summary["best_step"] == 4 and summary["best_score"] > 10
 
 
 def test_warm_start_continues_like_resume_and_grows_new_critic_features(tiny_data, tmp_path, monkeypatch):
