@@ -28,6 +28,12 @@
 #       --set checkpoint_every=250 --seed 4 --device cpu
 #                                                      # tried, not shipped: fine-tuning 1.3.0 with the CRPS of
 #                                                      # its peak counts (README: 14-16 of 35 held-out checks)
+#   .venv/bin/emulator train cosmo --config runs/pk/run/config.json --init-from runs/pk/run/checkpoints/step-00002138 \
+#       --data data/cosmo/train-800.h5 --out runs/pkb/models/cosmo-slice64 --run-dir runs/pkb/run --steps 3550 \
+#       --energy-weight 1 --set energy_loss=crps --set critic_warmup=0 --set time_limit_s=8600 --set val_every=250 \
+#       --seed 5 --device cpu
+#                                                      # tried, not shipped: that run continued with its critic and
+#                                                      # the P(k) bands in the consistency term (README: 14-15 of 35)
 #   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
 #                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
 #                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
