@@ -525,7 +525,7 @@ def _write_loss_curve(metrics_path: Path, png: Path) -> None:
         ax2.plot([r["step"] for r in val], [r["val_score"] for r in val], "o-")
         ax2.set_yscale("log")
     ax2.set_xlabel("generator step")
-    ax2.set_title("quick validation: mean W1 / std (lower is better)")
+    ax2.set_title("quick validation: mean W1 / std and conditional-mean terms (lower is better)")
     fig.tight_layout()
     tmp = png.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)
