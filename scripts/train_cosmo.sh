@@ -34,6 +34,12 @@
 #       --seed 5 --device cpu
 #                                                      # tried, not shipped: that run continued with its critic and
 #                                                      # the P(k) bands in the consistency term (README: 14-15 of 35)
+#   .venv/bin/emulator train cosmo --config models/cosmo-slice64/card.json --init-from models/cosmo-slice64 \
+#       --data data/cosmo/train-800.h5 --out runs/slow/models/cosmo-slice64 --run-dir runs/slow/run --steps 1100 \
+#       --energy-weight 1 --set energy_loss=crps --set critic_warmup=600 --set lr_g=2e-5 --set time_limit_s=3500 \
+#       --set val_every=250 --seed 6 --device cpu
+#                                                      # tried, not shipped: 1.3.0 with those statistics, a longer
+#                                                      # warm-up, lr_g / 5 (README: 21 of 35)
 #   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
 #                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
 #                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
