@@ -100,7 +100,7 @@ def test_quick_validation_score_sees_a_condition_dependent_bias_the_pooled_w1_mi
     name = dom.quick_val_observables[0]
     _, per = quick_validation_score(dom, tilted, ref, features)
     assert set(per) == {*dom.quick_val_observables, *(f"{n}|cond" for n in dom.quick_val_observables)}
-    assert per[name] < 0.1 and per[f"{name}|cond"] == pytest.approx(2 / np.sqrt(3) * 0.5, rel=0.1)
+    assert per[name] < 0.1 and per[f"{name}|cond"] == pytest.approx(1 / np.sqrt(3), rel=0.1)  # RMS of 1 - 2f, f uniform
     assert conditional_mean_deviation(good[name], ref[name], features) < 0.1
 
 
