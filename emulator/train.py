@@ -387,10 +387,9 @@ def conditional_mean_deviation(gen: np.ndarray, ref: np.ndarray, features: np.nd
     about sqrt(2 n_coefficients / N) (the fit's noise): 0.08 for two conditions and 2000 samples.
     """
     design = _quadratic_design(features)
-    diff = np.linalg.lstsq(design, gen - ref, rcond=None)[0]
-    ref_fit = np.linalg.lstsq(design, ref, rcond=None)[0]
-    scale = (ref - design @ ref_fit).std() or 1.0
-    return float(np.sqrt(np.mean((design @ diff) ** 2)) / scale)
+    fitted = design @ np.linalg.lstsq(design, np.column_stack([gen - ref, ref]), rcond=None)[0]  # one solve, both
+    scale = (ref - fitted[:, 1]).std() or 1.0
+    return float(np.sqrt(np.mean(fitted[:, 0] ** 2)) / scale)
 
 
 def quick_validation_score(
