@@ -108,7 +108,7 @@ class TrainConfig:
     beta1: float = 0.5  # Adam beta1 (WGAN-GP: 0.5)
     beta2: float = 0.9  # Adam beta2 (WGAN-GP: 0.9)
     energy_weight: float = 0.0  # weight of the consistency term in the generator loss (0: off); it matches the
-    # domain's consistency_statistics (calo: the energy response E_tot/E_inc; cosmo: peak counts by height)
+    # domain's consistency_statistics (calo: the energy response E_tot/E_inc; cosmo: peak counts by height, P(k) bands)
     n_energy_bins: int = 10  # condition bins of the consistency term
     energy_scale: str = "absolute"  # "absolute" or "relative" (in units of each bin's real spread)
     energy_loss: str = "moments"  # "moments" (per-bin mean and spread), "crps" (per-sample proper score), or both:
@@ -126,6 +126,7 @@ class TrainConfig:
     g_output_noise_max: float = 0.0  # upper bound of that sigma (> g_output_noise); 0: unbounded
     g_global_offset: bool = False  # conv generator: a per-sample output offset from [z, c] (ConvGenerator doc)
     g_stage_noise: bool = False  # conv generator: per-pixel noise at every stage, learned strengths (ConvGenerator doc)
+    g_stage_depth: int = 1  # conv generator: convolutions per stage
     d_hidden: tuple[int, ...] = field(default=(1024, 512, 256))  # critic hidden widths
     d_layer_norm: bool = False  # LayerNorm in the critic (never BatchNorm)
     cond_embed: int = 0  # learned condition embedding of this width in generator and critic; 0: raw features
@@ -451,6 +452,7 @@ def _build(cfg: TrainConfig, domain: Domain) -> tuple[nn.Module, nn.Module]:
     if cfg.g_output_noise and cfg.g_output_noise_max:  # without noise the bound is moot
         noise["output_noise_max"] = cfg.g_output_noise_max
     conv = {k: True for k, on in (("global_offset", cfg.g_global_offset), ("stage_noise", cfg.g_stage_noise)) if on}
+    conv |= {"stage_depth": cfg.g_stage_depth} if cfg.g_stage_depth != 1 else {}  # absent: old configs unchanged
     gen = build_for_training(
         getattr(domain, "generator_class", "MLPGenerator"), domain.sample_shape, k, extra_outputs=n_extra,
         latent_dim=cfg.latent_dim, hidden=cfg.g_hidden, layer_norm=cfg.g_layer_norm, output_activation=out_act,

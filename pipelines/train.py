@@ -78,7 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--energy-weight", type=float,
         help="weight of the consistency term matching the domain's statistics (calo: energy response; "
-        "cosmo: peak counts by height) per condition (0: off)",
+        "cosmo: peak counts by height and P(k) band powers) per condition (0: off)",
     )  # fmt: skip
     p.add_argument("--max-samples", type=int, help="read at most this many samples (0: all)")
     p.add_argument("--device", help="auto (CUDA if available), cpu, cuda, cuda:N")

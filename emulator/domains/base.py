@@ -12,7 +12,7 @@ Optional extras a domain may define (the trainer uses them when present):
   differentiable physics summaries of network-space samples given to the critic.
 * ``consistency_statistics(x, conditions) -> (B,) or (B, K)``: differentiable per-sample
   statistics of network-space samples whose distribution per condition the trainer's optional
-  consistency term matches (``energy_weight``; calo: E_tot / E_inc; cosmo: peak counts by height).
+  consistency term matches (``energy_weight``; calo: E_tot / E_inc; cosmo: peak counts by height and P(k) band powers).
 * ``read_samples(path, n=None) -> (conditions (N, k), samples (N, *sample_shape), attrs)``:
   training data from a file (needed by ``emulator train``).
 * ``output_activation: str``: the generator's final activation, e.g. "tanh" when network space

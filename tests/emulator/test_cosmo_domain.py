@@ -183,6 +183,28 @@ def test_conv_generator_stage_noise_starts_off_and_then_varies_the_fine_detail()
     assert grown.flops_per_sample() == plain.flops_per_sample()  # the noise adds no multiply-adds
 
 
+
+def test_conv_generator_stage_depth_adds_a_convolution_per_stage_and_round_trips():
+    """stage_depth=2: one more conv (with its own norm and FiLM) at each of the len(hidden) grids;
+    the saved config names it and rebuilds the same function; depth 1 configs do not mention it."""
+    torch.manual_seed(4)
+    config = {"sample_shape": (16, 16), "cond_dim": 2, "latent_dim": 4, "hidden": (8, 4), "output_activation": "none"}
+    plain = ConvGenerator(ConvGeneratorConfig(**config))
+    deep = ConvGenerator(ConvGeneratorConfig(**config, stage_depth=2))
+    assert "stage_depth" not in plain.config.to_dict() and deep.config.to_dict()["stage_depth"] == 2
+    assert [conv.in_channels for conv in deep.extra_convs] == [8, 4] and len(plain.extra_convs) == 0
+    # the extra 3x3 convs at 8x8 (8 -> 8 channels) and 16x16 (4 -> 4) and their FiLMs (2 features -> 2 x C)
+    added = 2 * 9 * (8 * 8 * 8 * 8 + 4 * 4 * 16 * 16) + 2 * 2 * (2 * 8 + 2 * 4)
+    assert deep.flops_per_sample() - plain.flops_per_sample() == added
+    rebuilt = build_model("ConvGenerator", deep.config.to_dict())
+    rebuilt.load_state_dict(deep.state_dict())
+    z, c = torch.randn(3, 4), torch.rand(3, 2)
+    torch.testing.assert_close(rebuilt(z, c), deep(z, c))
+    deep.load_state_dict(plain.state_dict(), strict=False)  # the same weights but for the extra convs ...
+    assert not torch.allclose(deep(z, c), plain(z, c))  # ... which are in the path
+    with pytest.raises(ValueError, match="stage_depth"):
+        ConvGeneratorConfig(**config, stage_depth=0)
+
 @pytest.mark.parametrize(("layer_norm", "cond_embed"), [(False, 0), (True, 0), (True, 5)])
 def test_conv_critic_scores_each_sample_independently(layer_norm, cond_embed):
     torch.manual_seed(0)
