@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emulator.checkpoint import atomic_write_text
 from emulator.domains.cosmo import BOX_SIZE
 from emulator.registry import load_sampler
 from emulator.validation.cosmo_inputs import COSMO_ADAPTER, compare_maps
@@ -66,14 +67,22 @@ def main(argv: list[str] | None = None) -> int:
         for c in res["checks"]:
             if not c["passed"]:
                 print(f"  failed {c['name']}: {c['value']} (threshold {c['threshold']}) at {c['where']}")
+    checks = [c for r in results for c in r["checks"] if c["value"] is not None]
+    n_passed = sum(c["passed"] for c in checks)
+    # one number to rank candidates by (the shipping rules in the README): the mean of value / threshold
+    mean_ratio = float(np.mean([c["value"] / c["threshold"] for c in checks])) if checks else None
     out = {
         "model": args.model,
         "version": sampler.card.get("version"),
         "calibrated": sampler.calibration is not None,
         "points": results,
+        "checks_passed": n_passed,
+        "checks_total": len(checks),
+        "mean_value_over_threshold": mean_ratio,
         "passed": all(r["passed"] for r in results),
     }
-    args.out.write_text(json.dumps(to_json(out), indent=1, allow_nan=False) + "\n")
+    print(f"{n_passed} of {len(checks)} checks passed, mean value / threshold {mean_ratio:.3f}")
+    atomic_write_text(args.out, json.dumps(to_json(out), indent=1, allow_nan=False) + "\n")
     return 0 if out["passed"] else 1
 
 

@@ -217,3 +217,7 @@ def test_heldout_script_is_a_thin_caller(tmp_path, maps):
         "power_spectrum_bins",
         "pixel_pdf_bins",
     }
+    checks = [c for c in point["checks"] if c["value"] is not None]
+    assert summary["checks_total"] == len(checks) and summary["checks_passed"] == sum(c["passed"] for c in checks)
+    ratio = np.mean([c["value"] / c["threshold"] for c in checks])
+    assert summary["mean_value_over_threshold"] == pytest.approx(ratio)
