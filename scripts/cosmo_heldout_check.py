@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         "mean_value_over_threshold": mean_ratio,
         "passed": all(r["passed"] for r in results),
     }
-    print(f"{n_passed} of {len(checks)} checks passed, mean value / threshold {mean_ratio:.3f}")
+    ratio_text = "n/a" if mean_ratio is None else f"{mean_ratio:.3f}"
+    print(f"{n_passed} of {len(checks)} checks passed, mean value / threshold {ratio_text}")
     atomic_write_text(args.out, json.dumps(to_json(out), indent=1, allow_nan=False) + "\n")
     return 0 if out["passed"] else 1
 

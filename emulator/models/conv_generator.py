@@ -53,7 +53,7 @@ network-space batches; the sampler reshapes to the domain's ``sample_shape``.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -63,6 +63,7 @@ from emulator.models.conditioning import ConditionEmbedding
 __all__ = ["NOISE_STRENGTH_GAIN", "ConvGenerator", "ConvGeneratorConfig", "count_flops"]
 
 NOISE_STRENGTH_GAIN = 10.0  # stage noise strength = this x its parameter (see the module doc)
+_OMITTED_AT_DEFAULT = ("stage_noise", "stage_depth")  # config keys added after models were shipped without them
 
 
 @dataclass
@@ -121,10 +122,9 @@ class ConvGeneratorConfig:
     def to_dict(self) -> dict:
         """JSON-ready constructor arguments."""
         d = asdict(self)
-        defaults = {"stage_noise": False, "stage_depth": 1}
-        for key, default in defaults.items():  # absent at their defaults: configs of older models stay as they were
-            if d[key] == default:
-                d.pop(key)
+        for f in fields(self):  # absent at their defaults: configs of models from before these options stay as they were
+            if f.name in _OMITTED_AT_DEFAULT and d[f.name] == f.default:
+                d.pop(f.name)
         d["sample_shape"], d["hidden"] = list(self.sample_shape), list(self.hidden)
         return d
 
