@@ -117,10 +117,18 @@ def load_thresholds(path: str | Path | None = None) -> ThresholdConfig:
     return ThresholdConfig(
         str(raw.get("name", p.stem)),
         str(raw.get("description", "")),
-        str(p),
+        _recorded_path(p),
         full,
         {stat: {key: tols.get(key) for key in _STATISTIC_KEYS} for stat, tols in stats.items()},
     )
+
+
+def _recorded_path(p: Path) -> str:
+    """The path a report records: package-relative for the shipped files, so reports carry no machine paths."""
+    try:
+        return str(Path("emulator/validation/thresholds") / p.resolve().relative_to(THRESHOLDS_DIR.resolve()))
+    except ValueError:
+        return str(p)
 
 
 def _check_values(path: Path, values: dict[str, Any], prefix: str = "") -> None:

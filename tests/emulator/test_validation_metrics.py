@@ -210,7 +210,7 @@ def test_shipped_thresholds_are_the_issue_4_numbers():
     assert default.checks["response_rel_spread_rel_tol"] == 0.05
     assert default.checks["separation_power_max"] == 0.1
     assert load_thresholds("calo_piplus").checks["auc_high_level_max"] == 0.80
-    assert default.path.endswith("calo_default.json")
+    assert default.path == "emulator/validation/thresholds/calo_default.json"
 
 
 def test_thresholds_reject_unknown_keys_and_missing_files(tmp_path):
