@@ -45,11 +45,11 @@
 #       --steps 12000 --energy-weight 1 --set energy_loss=crps --set g_stage_depth=2 --set version=2.0.0 \
 #       --set val_every=250 --set checkpoint_every=250 --set keep_checkpoints=6 --set time_limit_s=7300 \
 #       --seed 21 --device cpu --no-progress
-#                                                      # in progress (README, "Fourth experiment"): 1.3.0's
+#                                                      # tried, not shipped (README, "Fourth experiment"): 1.3.0's
 #                                                      # settings from scratch, a second conv per generator
 #                                                      # stage, the peak + P(k) consistency term from step 0;
-#                                                      # continue with the same line plus --resume and a larger
-#                                                      # time_limit_s (it counts the run's training time in all)
+#                                                      # resumed once (same line, --resume, time_limit_s=16500,
+#                                                      # stopped at step 5750): 18 of 35 held-out checks
 #   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
 #                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
 #                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
