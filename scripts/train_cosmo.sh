@@ -50,9 +50,15 @@
 #                                                      # stage, the peak + P(k) consistency term from step 0;
 #                                                      # resumed once (same line, --resume, time_limit_s=16500,
 #                                                      # stopped at step 5750): 18 of 35 held-out checks
-#   EXTRA_TRAIN_ARGS="--set cond_embed=32" NAME=cosmo-slice64-embed RUN_ROOT=runs/embed scripts/train_cosmo.sh
-#                                                      # untried: a learned (Omega_m, sigma_8) embedding feeding
-#                                                      # every FiLM (the shipped model's FiLMs see the raw pair)
+#   .venv/bin/emulator train cosmo --config models/cosmo-slice64/card.json --set init_from= \
+#       --data data/cosmo/train-800.h5 --out runs/s22/embed/models/cosmo-slice64 --run-dir runs/s22/embed/run \
+#       --steps 12000 --energy-weight 1 --set energy_loss=crps --set g_stage_depth=2 --set cond_embed=32 \
+#       --set version=2.1.0 --set val_every=250 --set checkpoint_every=250 --set keep_checkpoints=6 \
+#       --set time_limit_s=16500 --seed 22 --device cpu --no-progress
+#                                                      # in progress (started in session 22): the run above plus
+#                                                      # a learned (Omega_m, sigma_8) embedding of width 32 feeding
+#                                                      # every FiLM and the critic's head (the shipped model's see
+#                                                      # the raw pair); continue with the same line plus --resume
 #
 # 1. simulates N_SIMS boxes over the Perraudin ranges (Latin hypercube; 48 slices of 64x64 each);
 # 2. simulates REF_SIMS boxes at each of 5 held-out points (centre and near the 4 corners; seeds

@@ -210,7 +210,15 @@ def test_shipped_thresholds_are_the_issue_4_numbers():
     assert default.checks["response_rel_spread_rel_tol"] == 0.05
     assert default.checks["separation_power_max"] == 0.1
     assert load_thresholds("calo_piplus").checks["auc_high_level_max"] == 0.80
-    assert default.path == "emulator/validation/thresholds/calo_default.json"
+    assert default.path == "emulator/validation/thresholds/calo_default.json"  # no machine path in reports
+
+
+def test_custom_thresholds_file_is_recorded_by_its_own_path(tmp_path):
+    custom = tmp_path / "strict.json"
+    custom.write_text(json.dumps({"checks": {"auc_high_level_max": 0.6}}))
+    thr = load_thresholds(custom)
+    assert thr.path == str(custom)
+    assert thr.name == "strict" and thr.checks["auc_high_level_max"] == 0.6
 
 
 def test_thresholds_reject_unknown_keys_and_missing_files(tmp_path):
