@@ -125,10 +125,10 @@ def load_thresholds(path: str | Path | None = None) -> ThresholdConfig:
 
 def _recorded_path(p: Path) -> str:
     """The path a report records: package-relative for the shipped files, so reports carry no machine paths."""
-    try:
-        return str(Path("emulator/validation/thresholds") / p.resolve().relative_to(THRESHOLDS_DIR.resolve()))
-    except ValueError:
-        return str(p)
+    shipped_dir = THRESHOLDS_DIR.resolve()
+    if p.resolve().is_relative_to(shipped_dir):
+        return p.resolve().relative_to(shipped_dir.parents[2]).as_posix()  # from the repository root
+    return str(p)
 
 
 def _check_values(path: Path, values: dict[str, Any], prefix: str = "") -> None:
