@@ -42,7 +42,9 @@ functions of the conditions:
   more than a tenth of its span.
 
 ``emulator calibrate`` builds it for a model directory, and ``Sampler`` applies it
-(``calibrate_samples``) when the directory holds ``calibration.safetensors``.
+(``calibrate_samples``) when the directory holds ``calibration.safetensors``. A domain of periodic
+fields may add a conditional filter of the Fourier bands applied before the map and stored in the
+same file (``emulator.spectral_calibration``; cosmo: ``calibration_fit["spectral_iterations"]``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ import torch
 from safetensors.torch import load_file
 
 from emulator.checkpoint import atomic_save_tensors
+from emulator.spectral_calibration import SpectralCalibration
 
 __all__ = [
     "CALIBRATION_FILE",
@@ -68,13 +71,15 @@ __all__ = [
     "calibration_space",
     "calibration_values",
     "condition_points",
+    "condition_terms",
     "fit_marginal_calibration",
 ]
 
 CALIBRATION_FILE = "calibration.safetensors"
 DEFAULT_OFFSET = 10.0**-2.6  # values below ~0.0025 are one value (a domain may set its own: calibration_space)
 DEFAULT_STEP = 0.05  # threshold spacing in log10: 20 per decade
-DEFAULT_FIT = {"degree": 4, "per_point": 24}  # polynomial degree, generated samples per training point (cosmo)
+# polynomial degree, generated samples per training point (cosmo); spectral stage: off (emulator.spectral_calibration)
+DEFAULT_FIT = {"degree": 4, "per_point": 24, "spectral_iterations": 0, "spectral_degree": 3, "spectral_per_point": 16}
 _RIDGE = 1e-3  # on the logit coefficients: finite fits where a tail is empty at every training point
 _MONOTONE_EPS = 1e-6  # added after the running maximum: the logit curves are strictly increasing, so invertible
 _TAIL_SEGMENTS = 4  # a logit beyond the reference curve's ends continues its last 4 segments' slope ...
@@ -93,7 +98,7 @@ def _basis(u: torch.Tensor, degree: int) -> torch.Tensor:
     return torch.stack(terms, dim=1)
 
 
-def _condition_terms(features: torch.Tensor | np.ndarray, degree: int) -> torch.Tensor:
+def condition_terms(features: torch.Tensor | np.ndarray, degree: int) -> torch.Tensor:
     """Condition features (B, f) in [0, 1] (``domain.condition_features``) -> their monomials on [-1, 1], float64."""
     u = torch.as_tensor(features, dtype=torch.float64)
     return _basis(2.0 * u.reshape(len(u), -1) - 1.0, degree)
@@ -129,6 +134,7 @@ class MarginalCalibration:
         offset: the value offset of y.
         logit_limit: the curves are clipped to +-this (files written before it existed: no clipping).
         info: how it was fitted (data, points, samples per point), for the model card.
+        spectral: an optional filter applied to whole samples before the map (``emulator.spectral_calibration``).
     """
 
     thresholds_generated: torch.Tensor
@@ -139,11 +145,12 @@ class MarginalCalibration:
     offset: float = DEFAULT_OFFSET
     logit_limit: float = math.inf
     info: dict[str, Any] = field(default_factory=dict)
+    spectral: SpectralCalibration | None = None
 
     def logit_curves(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(generated, reference) increasing logit P(y < t_j | c) curves, (B, T_g) and (B, T_r), float64,
         at condition features (B, f) (``domain.condition_features``)."""
-        x = _condition_terms(features.detach().cpu(), self.degree)
+        x = condition_terms(features.detach().cpu(), self.degree)
 
         def increasing(coef: torch.Tensor) -> torch.Tensor:
             ramp = _MONOTONE_EPS * torch.arange(coef.shape[1], dtype=torch.float64)
@@ -192,7 +199,11 @@ class MarginalCalibration:
             "degree": str(self.degree), "offset": repr(self.offset), "logit_limit": repr(self.logit_limit),
             "info": json.dumps(self.info),
         }  # fmt: skip
-        atomic_save_tensors({k: v.double().clone() for k, v in tensors.items()}, path, meta)
+        tensors = {k: v.double().clone() for k, v in tensors.items()}
+        if self.spectral is not None:
+            extra, extra_meta = self.spectral.to_tensors()
+            tensors, meta = tensors | extra, meta | extra_meta
+        atomic_save_tensors(tensors, path, meta)
         return path
 
     @classmethod
@@ -211,6 +222,7 @@ class MarginalCalibration:
                 coef_generated=t["coef_generated"], coef_reference=t["coef_reference"],
                 degree=int(meta["degree"]), offset=float(meta["offset"]),
                 logit_limit=float(meta.get("logit_limit", "inf")), info=json.loads(meta.get("info", "{}")),
+                spectral=SpectralCalibration.from_tensors(t, meta),
             )  # fmt: skip
         except KeyError as exc:
             raise ValueError(f"{path}: not a calibration file (missing {exc})") from None
@@ -238,7 +250,9 @@ def calibration_space(domain: Any) -> tuple[float, float]:
 
 def calibration_fit(domain: Any) -> dict[str, int]:
     """``emulator calibrate``'s defaults for the domain: {"degree": polynomial degree in the condition
-    features, "per_point": generated samples per training point} (a domain's ``calibration_fit``)."""
+    features, "per_point": generated samples per training point, "spectral_iterations": updates of the
+    spectral filter (0: none), "spectral_degree", "spectral_per_point": its polynomial degree and
+    generated fields per point} (a domain's ``calibration_fit``)."""
     return {**DEFAULT_FIT, **getattr(domain, "calibration_fit", {})}
 
 
@@ -246,7 +260,10 @@ def calibrate_samples(
     domain: Any, calibration: MarginalCalibration, samples: torch.Tensor, conditions: torch.Tensor,
     features: torch.Tensor,
 ) -> torch.Tensor:  # fmt: skip
-    """Physical generated ``samples`` at ``conditions`` (their ``features``) -> calibrated samples."""
+    """Physical generated ``samples`` at ``conditions`` (their ``features``) -> calibrated samples
+    (the spectral filter first when the calibration has one, then the quantile map)."""
+    if calibration.spectral is not None:
+        samples = calibration.spectral.apply(samples, features)
     values = calibration_values(domain, samples, conditions)
     mapped = calibration.apply(values, features)
     put_back = getattr(domain, "with_calibration_values", None)
@@ -351,7 +368,7 @@ def fit_marginal_calibration(
         )
     values = np.asarray(values).reshape(len(values), -1)
     points, index = condition_points(conditions)
-    terms = _condition_terms(np.asarray(features(points), dtype=np.float64), degree).numpy()
+    terms = condition_terms(np.asarray(features(points), dtype=np.float64), degree).numpy()
     if len(points) < 2 * terms.shape[1]:
         raise ValueError(
             f"{len(points)} distinct condition points cannot fix {terms.shape[1]} polynomial terms per threshold "

@@ -13,6 +13,12 @@ scripts/cosmo_heldout_check.py) afterwards to judge it.
 --degree and --per-point default to the domain's settings: calo 6 and 1 (each training shower has
 its own energy, so one generated shower per training shower), cosmo 4 and 24.
 
+Cosmo also fits, before the pixel map, a conditional gain per Fourier shell of the log density
+(emulator.spectral_calibration): up to --spectral-iterations (cosmo 3) rounds of generating 16
+maps at each training point with the current calibration, fitting the log ratio of their band
+powers to the training maps' and refitting the pixel map, until that ratio's rms over the points
+is below --spectral-tolerance in every shell (--spectral-iterations 0 turns it off).
+
 ``--remove`` deletes a model's calibration.
 """
 
@@ -21,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add_parser", "run"]
 
@@ -38,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, help="the training file the model was trained on (required unless --remove)")
     p.add_argument("--degree", type=int, help="total degree of the polynomials in the condition features (default: the domain's, calo 6, cosmo 4)")
     p.add_argument("--per-point", type=int, help="generated samples per training point (default: the domain's, calo 1, cosmo 24)")
+    p.add_argument("--spectral-iterations", type=int, help="updates of the spectral filter (default: the domain's, cosmo 3, calo 0 = none)")
+    p.add_argument("--spectral-degree", type=int, help="total degree of the spectral gains' polynomials (default: the domain's, 3)")
+    p.add_argument("--spectral-tolerance", type=float, default=0.01, help="stop updating when the fitted log P ratio's rms is below this in every shell (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (block b of generated samples uses seed + b)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--remove", action="store_true", help="delete the model's calibration instead")
@@ -63,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from emulator.calibration import (
         CALIBRATION_FILE,
+        MarginalCalibration,
         calibration_fit,
         calibration_space,
         calibration_values,
@@ -70,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from emulator.checkpoint import InvalidModelDir
     from emulator.sampler import Sampler
+    from emulator.spectral_calibration import SpectralCalibration
     from pipelines.cli import CLIError
     from pipelines.validate import generate_matching
 
@@ -90,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     except InvalidModelDir as exc:
         raise CLIError(str(exc)) from None
     defaults = calibration_fit(sampler.domain)
+    iterations = defaults["spectral_iterations"] if args.spectral_iterations is None else args.spectral_iterations
+    if iterations < 0:
+        raise CLIError(f"need --spectral-iterations >= 0, got {iterations}")
     degree = defaults["degree"] if args.degree is None else args.degree
     per_point = defaults["per_point"] if args.per_point is None else args.per_point
     reader = getattr(sampler.domain, "read_samples", None)
@@ -112,16 +128,26 @@ def run(args: argparse.Namespace) -> int:
     def features(cond: np.ndarray) -> np.ndarray:
         return domain.condition_features(torch.as_tensor(cond, dtype=torch.float64)).numpy()
 
-    def generate(cond: np.ndarray, seed: int) -> np.ndarray:
-        return values_of(cond, generate_matching(sampler, cond, seed)[1])
+    def fit_map(spectral: SpectralCalibration | None) -> MarginalCalibration:
+        def generate(cond: np.ndarray, seed: int) -> np.ndarray:
+            fields = torch.as_tensor(generate_matching(sampler, cond, seed)[1])
+            if spectral is not None:
+                fields = spectral.apply(fields, torch.as_tensor(features(cond)))
+            return values_of(cond, fields.numpy())
 
-    try:
-        calib = fit_marginal_calibration(
-            generate, conditions, values_of(conditions, samples), features,
-            degree=degree, per_point=per_point, seed=args.seed, offset=offset, step=step, progress=progress,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise CLIError(f"{args.data}: {exc}") from None
+        try:
+            fitted = fit_marginal_calibration(
+                generate, conditions, values_of(conditions, samples), features,
+                degree=degree, per_point=per_point, seed=args.seed, offset=offset, step=step, progress=progress,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise CLIError(f"{args.data}: {exc}") from None
+        fitted.spectral = spectral  # the map was fitted to filtered samples: it must be applied after the filter
+        return fitted
+
+    calib = fit_map(None)
+    if iterations > 0:
+        calib = _fit_spectral(args, sampler, calib, fit_map, conditions, samples, features, iterations, defaults, progress)
     calib.info |= {"data": str(args.data), "fit_seconds": round(time.perf_counter() - t0, 1)}
     calib.save(target)
     _record_in_card(args.model_dir, calib.info)
@@ -131,3 +157,68 @@ def run(args: argparse.Namespace) -> int:
         f"{calib.info['points']} points x {per_point} generated, {calib.info['fit_seconds']} s"
     )
     return 0
+
+
+def _fit_spectral(
+    args: argparse.Namespace, sampler: Any, calib: Any, fit_map: Callable[[Any], Any], conditions: Any, samples: Any,
+    features: Callable[[Any], Any], iterations: int, defaults: dict[str, int], progress: Callable | None,
+) -> Any:  # fmt: skip
+    """Alternate updates of the spectral filter and refits of the quantile map (module docstring);
+    returns the last quantile map with its filter attached, its fit history in ``info``."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from emulator.calibration import calibration_space, condition_points, condition_terms
+    from emulator.spectral_calibration import SpectralCalibration, band_index, band_power, fit_gain_update
+    from pipelines.cli import CLIError
+    from pipelines.validate import generate_matching
+
+    domain = sampler.domain
+    try:
+        band_index(tuple(domain.sample_shape))
+    except ValueError as exc:
+        raise CLIError(f"domain {domain.name!r}: {exc}; use --spectral-iterations 0") from None
+    degree = defaults["spectral_degree"] if args.spectral_degree is None else args.spectral_degree
+    per_point = defaults["spectral_per_point"]
+    points, index = condition_points(conditions)
+    power = np.concatenate([band_power(samples[i : i + 4096], len(domain.sample_shape)) for i in range(0, len(samples), 4096)])
+    reference = np.stack([power[index == i].mean(axis=0) for i in range(len(points))])
+    point_features = features(points)
+    terms = condition_terms(point_features, degree).numpy()
+    if degree < 0 or len(points) < 2 * terms.shape[1]:
+        raise CLIError(
+            f"--spectral-degree {degree}: {len(points)} training points cannot fix {terms.shape[1]} terms per shell; "
+            "lower it (>= 0) or use training data with more points"
+        )
+    offset = calibration_space(domain)[0]
+    coef = np.zeros((terms.shape[1], reference.shape[1]))
+    spectral, history = None, []
+    calibrated = copy.copy(sampler)
+    for step in range(iterations + 1):
+        calibrated.calibration = calib
+        fitted = fit_gain_update(
+            lambda cond, seed: generate_matching(calibrated, cond, seed)[1], points, reference, point_features,
+            degree=degree, per_point=per_point, seed=args.seed + 10_000 * (step + 1), progress=progress,
+        )  # fmt: skip
+        per_shell = np.sqrt(np.mean((terms @ fitted) ** 2, axis=0))
+        rms = float(per_shell.max())
+        history.append(round(rms, 5))
+        print(
+            f"spectral calibration, round {step}: rms log P ratio over training points {rms:.4f} in the worst shell "
+            f"(|k| = {int(per_shell.argmax()) + 1} k_f), {float(np.median(per_shell)):.4f} median"
+        )
+        if rms < args.spectral_tolerance or step == iterations:
+            break
+        coef = coef - 0.5 * fitted  # amplitude gain: half the log power ratio
+        spectral = SpectralCalibration(torch.from_numpy(coef), degree, offset)
+        calib = fit_map(spectral)
+    if spectral is not None:  # calib.spectral is this filter (fit_map attached it)
+        spectral.info = {
+            "method": "conditional gain per Fourier shell of log10(x + offset) (emulator.spectral_calibration)",
+            "degree": degree, "generated_per_point": per_point, "updates": len(history) - 1,
+            "rms_log_power_ratio_per_round": history, "tolerance": args.spectral_tolerance,
+        }  # fmt: skip
+        calib.info["spectral"] = spectral.info
+    return calib

@@ -28,7 +28,9 @@ Optional extras a domain may define (the trainer uses them when present):
   values of physical samples ``emulator calibrate`` maps and how they go back (calo: the
   response, scaling the shower); default: every value, pooled (cosmo: the pixels). See
   ``emulator.calibration``. ``calibration_fit: dict`` overrides ``emulator calibrate``'s defaults
-  {"degree": 4, "per_point": 24} (calo: 6 and 1, one shower per training energy).
+  {"degree": 4, "per_point": 24} (calo: 6 and 1, one shower per training energy) and turns on
+  the spectral stage for square periodic fields (``"spectral_iterations"``, cosmo: 3; see
+  ``emulator.spectral_calibration``).
 * ``quick_val_observables: tuple[str, ...]``: the observables used for checkpoint selection.
 * ``preprocessing: dict``: a JSON description of the transform, saved in ``config.json``; its
   ``"name"`` identifies the variant.

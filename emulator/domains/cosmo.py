@@ -287,6 +287,8 @@ class CosmoDomain:
 
     calibration_space: tuple[float, float] = (10.0**-LOG_SPAN, 0.05)
     """Output calibration (emulator.calibration) of the pixels in y = log10(1+δ + 10^-2.6), 20 thresholds a decade."""
+    calibration_fit: ClassVar[dict[str, int]] = {"spectral_iterations": 3}
+    """Before the pixel map, a conditional gain per P(k) shell in the same y (emulator.spectral_calibration)."""
 
     # -- training extras ----------------------------------------------------------------------
     def critic_features(self, x: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
