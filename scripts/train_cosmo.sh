@@ -21,7 +21,9 @@
 #                                                      # resumed (--resume) to 9000, then stage 5 (1.3.0, stage noise):
 #                                                      # RUN_ROOT=runs/cn TRAIN_SECONDS=27300 STEPS=14000, EXTRA_TRAIN_ARGS+=
 #                                                      # " --set g_stage_noise=true --init-from runs/cp/.../step-00009000";
-#                                                      # shipped the EMA of its step 10000, calibrated (step 4 below)
+#                                                      # shipped the EMA of its step 10000, calibrated (step 4 below);
+#                                                      # 1.4.0: the same weights, recalibrated with the spectral stage
+#                                                      # that step 4 (emulator calibrate) now fits first
 #   .venv/bin/emulator train cosmo --config models/cosmo-slice64/card.json --init-from models/cosmo-slice64 \
 #       --data data/cosmo/train-800.h5 --out runs/pk/models/cosmo-slice64 --run-dir runs/pk/run --steps 3000 \
 #       --energy-weight 1 --set energy_loss=crps --set critic_warmup=200 --set time_limit_s=5100 --set val_every=250 \
@@ -55,17 +57,19 @@
 #       --steps 12000 --energy-weight 1 --set energy_loss=crps --set g_stage_depth=2 --set cond_embed=32 \
 #       --set version=2.1.0 --set val_every=250 --set checkpoint_every=250 --set keep_checkpoints=6 \
 #       --set time_limit_s=16500 --seed 22 --device cpu --no-progress
-#                                                      # in progress (started in session 22): the run above plus
-#                                                      # a learned (Omega_m, sigma_8) embedding of width 32 feeding
-#                                                      # every FiLM and the critic's head (the shipped model's see
-#                                                      # the raw pair); continue with the same line plus --resume
+#                                                      # started in session 22, stopped at step 500 (quick val
+#                                                      # 0.518; the run above: 0.479), not continued: the run above
+#                                                      # plus a learned (Omega_m, sigma_8) embedding of width 32
+#                                                      # feeding every FiLM and the critic's head (the shipped
+#                                                      # model's see the raw pair); continue with --resume
 #
 # 1. simulates N_SIMS boxes over the Perraudin ranges (Latin hypercube; 48 slices of 64x64 each);
 # 2. simulates REF_SIMS boxes at each of 5 held-out points (centre and near the 4 corners; seeds
 #    never used for training);
 # 3. trains the conv WGAN-GP for up to TRAIN_SECONDS, exporting the best EMA generator;
-# 4. fits its output calibration on the training file (emulator calibrate: a conditional quantile
-#    map of the pixel values; CALIBRATE=0 skips it);
+# 4. fits its output calibration on the training file (emulator calibrate: a conditional gain per
+#    P(k) shell of the log density, then a conditional quantile map of the pixel values; ~8 min on
+#    the 2-core CPU; CALIBRATE=0 skips it);
 # 5. checks it at the held-out points (scripts/cosmo_heldout_check.py -> MODELS_DIR/NAME/heldout.json);
 #    exit status 1 when a threshold fails (the model directory is still written).
 # Rerun with the same RUN_ROOT to resume training (--resume) when TRAIN_SECONDS ran out; TRAIN_SECONDS
