@@ -48,6 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--per-point", type=int, help="generated samples per training point (default: the domain's, calo 1, cosmo 24)")
     p.add_argument("--spectral-iterations", type=int, help="updates of the spectral filter (default: the domain's, cosmo 3, calo 0 = none)")
     p.add_argument("--spectral-degree", type=int, help="total degree of the spectral gains' polynomials (default: the domain's, 3)")
+    p.add_argument("--spectral-offset", type=float, help="the filter acts on log10(x + this) (default: the domain's calibration offset, cosmo 10^-2.6)")
     p.add_argument("--spectral-tolerance", type=float, default=0.01, help="stop updating when the fitted log P ratio's rms is below this in every shell (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="generation seed (block b of generated samples uses seed + b)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -145,9 +146,10 @@ def run(args: argparse.Namespace) -> int:
         fitted.spectral = spectral  # the map was fitted to filtered samples: it must be applied after the filter
         return fitted
 
+    settings = _spectral_settings(args, domain, conditions, defaults) if iterations > 0 else {}
     calib = fit_map(None)
     if iterations > 0:
-        calib = _fit_spectral(args, sampler, calib, fit_map, conditions, samples, features, iterations, defaults, progress)
+        calib = _fit_spectral(args, sampler, calib, fit_map, conditions, samples, features, iterations, settings, progress)
     calib.info |= {"data": str(args.data), "fit_seconds": round(time.perf_counter() - t0, 1)}
     calib.save(target)
     _record_in_card(args.model_dir, calib.info)
@@ -159,9 +161,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spectral_settings(args: argparse.Namespace, domain: Any, conditions: Any, defaults: dict[str, int]) -> dict:
+    """{"degree", "offset", "per_point"} of the spectral stage, checked before anything is fitted."""
+    import numpy as np
+
+    from emulator.calibration import calibration_space, condition_points, condition_terms
+    from emulator.spectral_calibration import band_index
+    from pipelines.cli import CLIError
+
+    try:
+        band_index(tuple(domain.sample_shape))
+    except ValueError as exc:
+        raise CLIError(f"domain {domain.name!r}: {exc}; use --spectral-iterations 0") from None
+    degree = defaults["spectral_degree"] if args.spectral_degree is None else args.spectral_degree
+    n_points = len(condition_points(conditions)[0])
+    n_terms = condition_terms(np.zeros((1, len(domain.conditions))), max(degree, 0)).shape[1]
+    if degree < 0 or n_points < 2 * n_terms:
+        raise CLIError(
+            f"--spectral-degree {degree}: {n_points} training points cannot fix {n_terms} terms per shell; "
+            "lower it (>= 0) or use training data with more points"
+        )
+    offset = calibration_space(domain)[0] if args.spectral_offset is None else args.spectral_offset
+    if not offset > 0:
+        raise CLIError(f"need --spectral-offset > 0, got {offset}")
+    return {"degree": degree, "offset": offset, "per_point": defaults["spectral_per_point"]}
+
+
 def _fit_spectral(
     args: argparse.Namespace, sampler: Any, calib: Any, fit_map: Callable[[Any], Any], conditions: Any, samples: Any,
-    features: Callable[[Any], Any], iterations: int, defaults: dict[str, int], progress: Callable | None,
+    features: Callable[[Any], Any], iterations: int, settings: dict, progress: Callable | None,
 ) -> Any:  # fmt: skip
     """Alternate updates of the spectral filter and refits of the quantile map (module docstring);
     returns the last quantile map with its filter attached, its fit history in ``info``."""
@@ -170,29 +198,17 @@ def _fit_spectral(
     import numpy as np
     import torch
 
-    from emulator.calibration import calibration_space, condition_points, condition_terms
-    from emulator.spectral_calibration import SpectralCalibration, band_index, band_power, fit_gain_update
-    from pipelines.cli import CLIError
+    from emulator.calibration import condition_points, condition_terms
+    from emulator.spectral_calibration import SpectralCalibration, band_power, fit_gain_update
     from pipelines.validate import generate_matching
 
     domain = sampler.domain
-    try:
-        band_index(tuple(domain.sample_shape))
-    except ValueError as exc:
-        raise CLIError(f"domain {domain.name!r}: {exc}; use --spectral-iterations 0") from None
-    degree = defaults["spectral_degree"] if args.spectral_degree is None else args.spectral_degree
-    per_point = defaults["spectral_per_point"]
+    degree, offset, per_point = settings["degree"], settings["offset"], settings["per_point"]
     points, index = condition_points(conditions)
     power = np.concatenate([band_power(samples[i : i + 4096], len(domain.sample_shape)) for i in range(0, len(samples), 4096)])
     reference = np.stack([power[index == i].mean(axis=0) for i in range(len(points))])
     point_features = features(points)
     terms = condition_terms(point_features, degree).numpy()
-    if degree < 0 or len(points) < 2 * terms.shape[1]:
-        raise CLIError(
-            f"--spectral-degree {degree}: {len(points)} training points cannot fix {terms.shape[1]} terms per shell; "
-            "lower it (>= 0) or use training data with more points"
-        )
-    offset = calibration_space(domain)[0]
     coef = np.zeros((terms.shape[1], reference.shape[1]))
     spectral, history = None, []
     calibrated = copy.copy(sampler)
@@ -217,7 +233,7 @@ def _fit_spectral(
     if spectral is not None:  # calib.spectral is this filter (fit_map attached it)
         spectral.info = {
             "method": "conditional gain per Fourier shell of log10(x + offset) (emulator.spectral_calibration)",
-            "degree": degree, "generated_per_point": per_point, "updates": len(history) - 1,
+            "degree": degree, "offset": offset, "generated_per_point": per_point, "updates": len(history) - 1,
             "rms_log_power_ratio_per_round": history, "tolerance": args.spectral_tolerance,
         }  # fmt: skip
         calib.info["spectral"] = spectral.info

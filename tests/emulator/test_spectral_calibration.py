@@ -124,12 +124,16 @@ def test_calibrate_cli_fits_the_spectral_stage_for_cosmo(tmp_path: Path, capsys)
     ]) == 0  # fmt: skip
     model = make_tiny_model(tmp_path / "cosmo-tiny", domain="cosmo")
     args = ["calibrate", str(model), "--data", str(data), "--degree", "1", "--per-point", "2", "--device", "cpu", "--quiet"]
-    assert main([*args, "--spectral-iterations", "1", "--spectral-degree", "1"]) == 0
+    assert main([*args, "--spectral-iterations", "1", "--spectral-degree", "1", "--spectral-offset", "0.01"]) == 0
     out = capsys.readouterr().out
     assert "round 0" in out and "round 1" in out
     info = json.loads((model / "card.json").read_text())["calibration"]["spectral"]
     assert info["updates"] == 1 and len(info["rms_log_power_ratio_per_round"]) == 2 and info["degree"] == 1
-    assert Sampler.from_dir(model, device="cpu").calibration.spectral is not None
+    assert info["offset"] == 0.01 and Sampler.from_dir(model, device="cpu").calibration.spectral.offset == 0.01
+
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--spectral-degree", "1", "--spectral-offset", "0"])
+    assert exc.value.code == 2 and "--spectral-offset > 0" in capsys.readouterr().err
 
     with pytest.raises(SystemExit) as exc:
         main([*args, "--spectral-degree", "3"])  # 10 terms per shell from 8 points
