@@ -384,11 +384,15 @@ def fit_marginal_calibration(
     extremes = [float(f(v)) for v in (values, generated) for f in (np.min, np.max)]
     lowest = np.floor(np.log10(max(min(extremes), 0.0) + offset) / step) * step
     grid = np.arange(lowest, np.log10(max(extremes) + offset) + step, step)
-    if len(grid) > max_thresholds:  # keep the grid points nearest to evenly spaced quantiles of all values
+    if len(grid) > max_thresholds:  # keep the grid points nearest to evenly spaced quantiles of the values
         rng = np.random.default_rng(seed)
         pooled = np.concatenate([rng.choice(v.ravel(), min(v.size, 10**6)) for v in (values, generated)])
+        # of the positive ones: empty values are one value (the lowest grid point, always kept); counted, a
+        # majority of them (most calorimeter cells) would pull every quantile onto that one point
+        pooled = pooled[pooled > 0] if (pooled > 0).any() else pooled
         quantiles = np.quantile(np.log10(np.maximum(pooled, 0.0) + offset), np.linspace(0.0, 1.0, max_thresholds))
-        grid = grid[np.unique(np.abs(grid[:, None] - quantiles[None, :]).argmin(axis=0))]
+        keep = np.abs(grid[:, None] - quantiles[None, :]).argmin(axis=0)
+        grid = grid[np.unique(np.concatenate([[0], keep]))]
     k_ref, n_ref = _counts_below(values, index, len(points), grid, offset)
     k_gen, n_gen = _counts_below(generated, np.repeat(np.arange(len(points)), per_point), len(points), grid, offset)
     cols, coef = {}, {}

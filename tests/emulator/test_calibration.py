@@ -151,6 +151,19 @@ def test_values_over_decades_get_at_most_max_thresholds():
     np.testing.assert_allclose(fixed, [1e-2, 1e-1, 0.5], rtol=0.08)  # 0.03 decades
 
 
+def test_mostly_empty_values_still_get_thresholds_over_their_decades():
+    """90 % empty values (calorimeter cells) must not pull the thinned grid onto the empty level."""
+    rng = np.random.default_rng(2)
+    cond = rng.uniform(0.0, 1.0, (20_000, 1))
+
+    def values(c: np.ndarray, seed: int) -> np.ndarray:
+        r = np.random.default_rng(seed)
+        return np.where(r.random((len(c), 10)) < 0.9, 0.0, 10.0 ** r.uniform(-3.0, 0.0, (len(c), 10)))
+
+    calib = fit_marginal_calibration(values, cond, values(cond, 99), _features, degree=1, per_point=1, offset=1e-4, step=0.001)
+    assert 100 < len(calib.thresholds_reference) <= 201
+
+
 def test_a_domain_with_only_one_calibration_hook_is_refused():
     from emulator.calibration import calibration_values
 
