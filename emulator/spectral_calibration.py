@@ -18,7 +18,8 @@ Fitting (``fit_gain_update``, driven by ``emulator calibrate``) iterates, on the
 alone: generate at every training point with the current filter and quantile map, take the log
 ratio of the mean band powers of δ = x / mean - 1 (generated over training), fit it with the
 polynomial, lower the log gains by half of it (power is amplitude squared), refit the quantile
-map; until the fitted ratio's rms over the training points is below a tolerance in every band.
+map; until the fitted ratio's rms over the training points is below a tolerance in every band,
+keeping the round whose worst band measured best.
 
 A domain opts in with ``calibration_fit = {"spectral_iterations": N, "spectral_degree": d}``;
 its samples must be square periodic fields.

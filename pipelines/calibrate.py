@@ -17,7 +17,8 @@ Cosmo also fits, before the pixel map, a conditional gain per Fourier shell of t
 (emulator.spectral_calibration): up to --spectral-iterations (cosmo 3) rounds of generating 16
 maps at each training point with the current calibration, fitting the log ratio of their band
 powers to the training maps' and refitting the pixel map, until that ratio's rms over the points
-is below --spectral-tolerance in every shell (--spectral-iterations 0 turns it off).
+is below --spectral-tolerance in every shell; the round whose worst shell measured best is kept
+(--spectral-iterations 0 turns it off).
 
 ``--remove`` deletes a model's calibration.
 """
@@ -120,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         from tqdm import tqdm
 
-        def progress(blocks):
-            return tqdm(blocks, desc="calibrating", unit="block")
+        def progress(blocks, desc: str = "fitting the value map"):
+            return tqdm(blocks, desc=desc, unit="block")
 
     def values_of(cond: np.ndarray, batch: np.ndarray) -> np.ndarray:
         return calibration_values(domain, torch.as_tensor(batch), torch.as_tensor(cond)).numpy()
@@ -192,8 +193,11 @@ def _fit_spectral(
     features: Callable[[Any], Any], iterations: int, settings: dict, progress: Callable | None,
 ) -> Any:  # fmt: skip
     """Alternate updates of the spectral filter and refits of the quantile map (module docstring);
-    returns the last quantile map with its filter attached, its fit history in ``info``."""
+    returns the quantile map of the round whose worst shell measured best, with its filter attached
+    (none when that is round 0) and the fit history in ``info``."""
     import copy
+    import functools
+    import math
 
     import numpy as np
     import torch
@@ -210,13 +214,14 @@ def _fit_spectral(
     point_features = features(points)
     terms = condition_terms(point_features, degree).numpy()
     coef = np.zeros((terms.shape[1], reference.shape[1]))
-    spectral, history = None, []
+    history, best = [], (math.inf, -1, calib)  # (worst shell's rms, round, calibration) of the best round
     calibrated = copy.copy(sampler)
     for step in range(iterations + 1):
         calibrated.calibration = calib
         fitted = fit_gain_update(
             lambda cond, seed: generate_matching(calibrated, cond, seed)[1], points, reference, point_features,
-            degree=degree, per_point=per_point, seed=args.seed + 10_000 * (step + 1), progress=progress,
+            degree=degree, per_point=per_point, seed=args.seed + 10_000 * (step + 1),
+            progress=None if progress is None else functools.partial(progress, desc=f"spectral round {step}: P(k)"),
         )  # fmt: skip
         per_shell = np.sqrt(np.mean((terms @ fitted) ** 2, axis=0))
         rms = float(per_shell.max())
@@ -225,16 +230,22 @@ def _fit_spectral(
             f"spectral calibration, round {step}: rms log P ratio over training points {rms:.4f} in the worst shell "
             f"(|k| = {int(per_shell.argmax()) + 1} k_f), {float(np.median(per_shell)):.4f} median"
         )
+        if rms < best[0]:
+            best = (rms, step, calib)
         if rms < args.spectral_tolerance or step == iterations:
             break
         coef = coef - 0.5 * fitted  # amplitude gain: half the log power ratio
-        spectral = SpectralCalibration(torch.from_numpy(coef), degree, offset)
-        calib = fit_map(spectral)
-    if spectral is not None:  # calib.spectral is this filter (fit_map attached it)
-        spectral.info = {
+        calib = fit_map(SpectralCalibration(torch.from_numpy(coef), degree, offset))
+    # an update that made the worst shell worse (a generator far off, where the log-space gain acts
+    # nonlinearly) is not kept: the round that measured best is
+    calib = best[2]
+    if calib.spectral is not None:
+        calib.spectral.info = {
             "method": "conditional gain per Fourier shell of log10(x + offset) (emulator.spectral_calibration)",
-            "degree": degree, "offset": offset, "generated_per_point": per_point, "updates": len(history) - 1,
+            "degree": degree, "offset": offset, "generated_per_point": per_point, "updates": best[1],
             "rms_log_power_ratio_per_round": history, "tolerance": args.spectral_tolerance,
         }  # fmt: skip
-        calib.info["spectral"] = spectral.info
+        calib.info["spectral"] = calib.spectral.info
+    elif iterations > 0:
+        print("spectral calibration: no update improved the worst shell; none kept")
     return calib
