@@ -27,6 +27,8 @@ its samples must be square periodic fields.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +39,12 @@ import torch
 __all__ = ["SpectralCalibration", "band_index", "band_power", "fit_gain_update"]
 
 
+@functools.lru_cache(maxsize=8)
 def band_index(shape: tuple[int, ...]) -> torch.Tensor:
     """Band of every mode of ``torch.fft.rfftn`` of a square field of ``shape``: b - 1 for the shell
     |k| in [b - 1/2, b + 1/2) fundamental frequencies (b = 1 .. n // 2), -1 for the mean and the
-    modes beyond the last shell. LongTensor of the rfftn output's shape."""
+    modes beyond the last shell. LongTensor of the rfftn output's shape, cached per shape (the
+    sampler filters every chunk it decodes): do not modify it."""
     n = shape[0]
     if any(s != n for s in shape):
         raise ValueError(f"spectral calibration needs a square field, got shape {tuple(shape)}")
@@ -104,8 +108,6 @@ class SpectralCalibration:
 
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """(tensors, metadata) to store beside the quantile map in one safetensors file."""
-        import json
-
         return {"spectral_coef": self.coef.double().clone()}, {
             "spectral_degree": str(self.degree), "spectral_offset": repr(self.offset),
             "spectral_info": json.dumps(self.info),
@@ -114,8 +116,6 @@ class SpectralCalibration:
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> SpectralCalibration | None:
         """The stage stored by ``to_tensors``, or None when the file has none."""
-        import json
-
         if "spectral_coef" not in tensors:
             return None
         return cls(

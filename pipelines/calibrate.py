@@ -246,6 +246,6 @@ def _fit_spectral(
             "rms_log_power_ratio_per_round": history, "tolerance": args.spectral_tolerance,
         }  # fmt: skip
         calib.info["spectral"] = calib.spectral.info
-    elif iterations > 0:
+    else:
         print("spectral calibration: no update improved the worst shell; none kept")
     return calib
