@@ -113,8 +113,10 @@ class Sampler:
         calibration = MarginalCalibration.load(calibration_file) if calibrated and calibration_file.is_file() else None
         return cls(loaded.generator, loaded.domain, loaded.card, name, dev, calibration)
 
-    def _decode(self, z: torch.Tensor, features: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        samples = decode_samples(self.domain, self.forward(z, features), cond)
+    def _decode(
+        self, z: torch.Tensor, features: torch.Tensor, cond: torch.Tensor, g: torch.Generator
+    ) -> torch.Tensor:
+        samples = decode_samples(self.domain, self.forward(z, features), cond, g)  # g: a domain's own draws
         if self.calibration is None:
             return samples
         return calibrate_samples(self.domain, self.calibration, samples, cond, features)
@@ -134,13 +136,13 @@ class Sampler:
         g = torch.Generator(device=self.device).manual_seed(block_seed(seed, b))
         z = torch.randn(stop - start, self.noise_dim, generator=g, device=self.device)  # on the device: see top
         if self.device.type != "cpu":
-            return cond, self._decode(z, features, cond_t)
+            return cond, self._decode(z, features, cond_t, g)
         # fixed slices, so the bytes depend on nothing but the block; each slice is decoded while
         # its activations are in cache (decoding whole blocks was 12 % of the CPU time)
         samples = torch.empty(stop - start, *self.domain.sample_shape)
         for i in range(0, stop - start, CPU_FORWARD_ROWS):
             rows = slice(i, i + CPU_FORWARD_ROWS)
-            samples[rows] = self._decode(z[rows], features[rows], cond_t[rows])
+            samples[rows] = self._decode(z[rows], features[rows], cond_t[rows], g)
         return cond, samples
 
     def _check(self, n: int, conditions: ConditionSpec, start_block: int, stop_block: int | None) -> int:

@@ -363,11 +363,13 @@ def _generate(
     """Physical samples for ``conditions`` with fixed noise (so scores are comparable across steps)."""
     generator.eval()
     g = torch.Generator(device="cpu").manual_seed(seed)
+    draws = torch.Generator(device=device).manual_seed(seed + 1)  # a domain's own output draws, on its device
     out = []
     for start in range(0, len(conditions), 8192):
         c = torch.from_numpy(np.ascontiguousarray(conditions[start : start + 8192])).to(device)
         z = torch.randn(len(c), generator.noise_dim, generator=g).to(device)
-        out.append(decode_samples(domain, generator(z, domain.condition_features(c)), c).float().cpu().numpy())
+        raw = generator(z, domain.condition_features(c))
+        out.append(decode_samples(domain, raw, c, draws).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, *domain.sample_shape), np.float32)
 
 
@@ -567,12 +569,12 @@ def _load_generator_weights(model_dir: Path, domain: Domain, generators: tuple[n
         loaded = load_model_dir(model_dir)
     except InvalidModelDir as exc:
         raise ConfigError(f"init_from={str(model_dir)!r}: {exc}") from None
-    want = (domain.name, getattr(domain, "preprocessing", {}).get("name"))
-    have = (loaded.domain.name, getattr(loaded.domain, "preprocessing", {}).get("name"))
+    # the same units suffice: a variant that only changes the output stage (calo: spots) warm-starts from its base
+    want, have = ((d.name, getattr(d, "preprocessing", {}).get("formula")) for d in (domain, loaded.domain))
     if have != want:
         raise ConfigError(
             f"init_from={str(model_dir)!r} is a {have[0]} model with preprocessing {have[1]!r}; this run trains "
-            f"{want[0]} with {want[1]!r}"
+            f"{want[0]} with {want[1]!r}: a warm start needs the same domain and units"
         )
     for module in generators:
         if module.config.to_dict() != loaded.generator.config.to_dict():

@@ -23,6 +23,9 @@ Optional extras a domain may define (the trainer uses them when present):
   Use ``generator_output_size`` and ``network_sample`` rather than calling them directly.
 * ``decode(raw, conditions) -> physical``: ``from_network(network_sample(raw))`` fused, for
   sampling speed (no autograd); ``decode_samples`` uses it when present.
+* ``random_output: bool``: ``network_output`` and ``decode`` draw random numbers of their own (calo's
+  Poisson spots); they then take ``generator=`` (a ``torch.Generator`` on the samples' device, or
+  None for torch's global one), which the sampler passes so that a seed still fixes every sample.
 * ``calibration_values(samples, conditions) -> (B, M)``, ``with_calibration_values(samples,
   conditions, values, calibrated) -> samples`` and ``calibration_space: (offset, step)``: which
   values of physical samples ``emulator calibrate`` maps and how they go back (calo: the
@@ -129,16 +132,31 @@ def generator_output_size(domain: Domain) -> int:
     return math.prod(domain.sample_shape) + int(getattr(domain, "generator_extra_outputs", 0))
 
 
-def network_sample(domain: Domain, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-    """A generator's raw output -> the network-space sample (the identity unless the domain maps it)."""
+def _draws(domain: Domain, generator: torch.Generator | None) -> dict:
+    """Keyword arguments for a domain's output mapping: its random generator if it draws (``random_output``)."""
+    return {"generator": generator} if getattr(domain, "random_output", False) else {}
+
+
+def network_sample(
+    domain: Domain, raw: torch.Tensor, conditions: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A generator's raw output -> the network-space sample (the identity unless the domain maps it).
+
+    ``generator`` feeds the mapping's own draws, if it makes any (``random_output``); None: torch's global one.
+    """
     mapping = getattr(domain, "network_output", None)
-    return raw if mapping is None else mapping(raw, conditions)
+    return raw if mapping is None else mapping(raw, conditions, **_draws(domain, generator))
 
 
-def decode_samples(domain: Domain, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-    """A generator's raw output -> physical samples (B, *sample_shape), via the domain's fused ``decode`` if any."""
+def decode_samples(
+    domain: Domain, raw: torch.Tensor, conditions: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A generator's raw output -> physical samples (B, *sample_shape), via the domain's fused ``decode`` if any.
+
+    ``generator``: as in ``network_sample``.
+    """
     fused = getattr(domain, "decode", None)
     if fused is not None:
-        return fused(raw, conditions)
-    x = network_sample(domain, raw, conditions)
+        return fused(raw, conditions, **_draws(domain, generator))
+    x = network_sample(domain, raw, conditions, generator)
     return domain.from_network(x.view(len(x), *domain.sample_shape), conditions)

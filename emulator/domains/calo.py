@@ -45,6 +45,8 @@ A fourth variant, ``log1p_threshold_whole_spots``, makes every front-layer cell 
 spots of the reference's spot energy (``CaloDomain._whole_spot_counts``): the generator's cell is an
 intensity, u = cell / 11.5 MeV spots, rounded to n = round(u); no staircase, no faint cells. The
 counts get a finite-difference surrogate gradient (``network_output``). An experiment (README).
+A fifth, ``log1p_threshold_poisson_spots``, draws the counts as the simulator does, n ~ Poisson(u), so
+that the generator gives the lateral profile and the draw its fluctuations (``_whole_spot_counts``).
 
 Condition features: log10(E / 1 GeV) / 2, which maps 1-100 GeV onto [0, 1].
 """
@@ -72,10 +74,14 @@ SCALE = 1e-4
 X_MAX = math.log1p(1.5 / SCALE)
 """Network-space cap: one value can hold at most 1.5 x the incident energy."""
 
-UNITS = ("log1p_fraction", "log1p_threshold", "log1p_threshold_spots", "log1p_threshold_whole_spots")
+UNITS = (
+    "log1p_fraction", "log1p_threshold", "log1p_threshold_spots", "log1p_threshold_whole_spots",
+    "log1p_threshold_poisson_spots",
+)  # fmt: skip
 """Preprocessing variants: values in units of SCALE x E_inc (the default) or of the readout threshold,
 the latter also with the generator's cells quantised in learned spot energies (``_quantise_spots``: a
-learned staircase; ``_whole_spot_counts``: whole spots only, with a finite-difference surrogate gradient)."""
+learned staircase; ``_whole_spot_counts``: whole spots only, rounded or Poisson-drawn, with a finite-difference
+surrogate gradient)."""
 
 SPOT_MEV_START = 10.0
 """Spot energy (MeV) of the ``log1p_threshold_spots`` output at a raw value of 0; the generator learns its own."""
@@ -182,6 +188,7 @@ class CaloDomain:
         self._threshold_units = preprocessing != "log1p_fraction"
         self._spots = preprocessing == "log1p_threshold_spots"
         self._whole_spots = preprocessing == "log1p_threshold_whole_spots"
+        self._poisson_spots = preprocessing == "log1p_threshold_poisson_spots"
         # the response R (see network_output), then with spots per layer the log spot energy, the staircase
         # slope and the faint scale
         self.generator_extra_outputs: int = 1 + 3 * N_LAYERS * self._spots
@@ -221,6 +228,12 @@ class CaloDomain:
                 f"{FRONT_SPOT_MEV} MeV; cells = n q, then all cells rescaled again to the response "
                 "(training: a finite-difference surrogate gradient for n, see _whole_spot_counts)"
             )
+        if self._poisson_spots:
+            self.preprocessing["spots"] = (
+                f"after the rescaling, each front-layer cell holds n ~ Poisson(cell / q) whole spots, q = "
+                f"{FRONT_SPOT_MEV} MeV; cells = n q, then all cells rescaled again to the response (training: "
+                "a finite-difference surrogate gradient for n, see _whole_spot_counts)"
+            )
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def with_preprocessing(self, name: str) -> CaloDomain:
@@ -252,7 +265,11 @@ class CaloDomain:
         return torch.minimum(v, self._value_cap * e_mev) if self._threshold_units else v  # fractions: the clamp caps
 
     def _fractions(
-        self, raw: torch.Tensor, conditions: torch.Tensor, surrogate: list | None = None
+        self,
+        raw: torch.Tensor,
+        conditions: torch.Tensor,
+        surrogate: list | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Raw generator output (B, 507 + extras) -> the 507 values as fractions of E_inc, in float32.
 
@@ -260,6 +277,7 @@ class CaloDomain:
         value 507 (with spots: quantised and rescaled again), then the readout threshold
         (see the module docstring). With whole spots, ``surrogate`` (a list) receives what
         ``network_output`` needs for the counts' gradient: (u, spot energy per cell), both (B, 504).
+        ``generator`` feeds the Poisson spots' draw.
         """
         raw = raw.float()
         frac = torch.expm1(raw[:, : N_CELLS + N_LAYERS].clamp(0.0, self._x_cap)) * self._unit_fraction(conditions, raw)
@@ -271,8 +289,8 @@ class CaloDomain:
         if self._spots:  # in physical units (the scale before the rescaling is arbitrary), then the sum again
             cells = self._quantise_spots(cells, raw, conditions)
             cells = cells * (response / (cells.sum(dim=1, keepdim=True) + 1e-12))
-        if self._whole_spots:
-            cells, u, spot = self._whole_spot_counts(cells, conditions, response)
+        if self._whole_spots or self._poisson_spots:
+            cells, u, spot = self._whole_spot_counts(cells, conditions, response, generator)
             if surrogate is not None:
                 surrogate += [u, spot]
         threshold = READOUT_THRESHOLD_MEV / (1000.0 * conditions[:, :1].to(cells))  # as a fraction of E_inc
@@ -310,7 +328,11 @@ class CaloDomain:
         return cells + change
 
     def _whole_spot_counts(
-        self, cells: torch.Tensor, conditions: torch.Tensor, response: torch.Tensor
+        self,
+        cells: torch.Tensor,
+        conditions: torch.Tensor,
+        response: torch.Tensor,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cells (B, 504, fractions of E_inc summing to the response) -> (cells, u, spot energy), the
         front layer's cells in whole spots of ``FRONT_SPOT_MEV``.
@@ -328,11 +350,22 @@ class CaloDomain:
         carries it; 0 outside the front layer and for a shower that keeps its unquantised cells).
         A learned spot energy per layer was tried first: the critic drove all three to < 0.3 MeV
         (quantisation off) within 1500 steps, and a vanishing one made NaNs (README).
+
+        ``log1p_threshold_poisson_spots`` draws n ~ Poisson(u) (with ``generator``) instead of rounding:
+        in the reference, which cells a shower's spots hit is a random draw from its smooth lateral
+        profile, so with the draw made here the generator need only give the profile, not make the
+        draw's fluctuations with its own noise. The same surrogate serves (E[n] = u). A first form
+        kept the layer's energy (cells n E_0 / sum n): then the spot energy could move only with E_0,
+        the critic's pull on the spot peaks (the reference's are ~11.1 MeV at 20 GeV) moved E_0
+        instead, the next draw restored the spot energy, and the front layer's share ran down
+        (20 GeV: 0.24 -> 0.13 in 1750 steps).
         """
         front = (_LAYER_OF_CELL == 0).to(cells.device)
         q = FRONT_SPOT_MEV / (1000.0 * conditions[:, :1].to(cells))  # (B, 1), a fraction of E_inc
         u = torch.where(front, cells / q, torch.zeros_like(cells))
-        whole = torch.where(front, torch.round(u.detach()) * q, cells)
+        u_front = u[:, : LAYERS[0].n_cells].detach()  # drawn on the front layer alone, as decode draws them
+        n = torch.poisson(u_front, generator) if self._poisson_spots else torch.round(u_front)
+        whole = torch.where(front, F.pad(n, (0, N_CELLS - n.shape[1])) * q, cells)
         total = whole.detach().sum(dim=1, keepdim=True)
         # a shower that rounding would leave with less than half its energy keeps its unquantised cells (rescaling
         # the few cells left by a huge factor would be worse)
@@ -348,16 +381,24 @@ class CaloDomain:
         u = torch.where(keep, u * (response.detach() / response.clamp_min(1e-30)), torch.zeros_like(u))
         return whole, u, spot
 
-    def network_output(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    @property
+    def random_output(self) -> bool:
+        """Whether ``network_output`` and ``decode`` draw (the Poisson spots) and so take a ``generator``."""
+        return self._poisson_spots
+
+    def network_output(
+        self, raw: torch.Tensor, conditions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Raw generator output (B, 507 + extras) -> network-space showers (B, 507), differentiable.
 
-        With whole spots the counts n = round(u) have no gradient of their own; the surrogate is
+        With whole (or Poisson) spots the counts n = round(u) (n ~ Poisson(u), drawn with ``generator``)
+        have no gradient of their own; the surrogate is
         x_n + (x_{n+1} - x_n) (u - u.detach()): the value stays x_n, and the gradient is the step
         one more spot would make in network space (a finite difference, not the log's slope at
         the current value, which at an empty cell is ~115 times the step to one 11.5 MeV spot).
         """
         surrogate: list = []
-        frac = self._fractions(raw, conditions, surrogate)
+        frac = self._fractions(raw, conditions, surrogate, generator)
         unit = self._unit_fraction(conditions, frac)
         x = torch.log1p(frac / unit)
         if not surrogate:
@@ -368,9 +409,12 @@ class CaloDomain:
         return torch.cat([cells + step * (u - u.detach()), x[:, N_CELLS:]], dim=1)
 
     @torch.inference_mode()
-    def decode(self, raw: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, raw: torch.Tensor, conditions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Raw generator output (B, 507 + extras) -> MeV (B, 507): ``from_network(network_output(raw))``
-        up to float rounding, in six in-place passes over one buffer.
+        up to float rounding, in six in-place passes over one buffer (Poisson spots: the same draws
+        for the same ``generator`` state).
 
         Sampling spends its time here after the matmuls; the round trip through log1p/expm1
         was a third of it, the ten allocating passes of ``_fractions`` half of the rest.
@@ -385,9 +429,10 @@ class CaloDomain:
         if self._spots:  # a few extra passes; only this variant pays them
             cells.copy_(self._quantise_spots(cells / e_mev, raw, conditions))
             cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12))
-        if self._whole_spots:  # the front layer in whole spots, then the response again (_whole_spot_counts)
+        if self._whole_spots or self._poisson_spots:  # the front layer in whole spots, the response again
             front = cells[:, : LAYERS[0].n_cells]
-            whole = torch.round(front / FRONT_SPOT_MEV).mul_(FRONT_SPOT_MEV)
+            u = front / FRONT_SPOT_MEV
+            whole = (torch.poisson(u, generator) if self._poisson_spots else u.round_()).mul_(FRONT_SPOT_MEV)
             total = whole.sum(dim=1, keepdim=True) + cells[:, LAYERS[0].n_cells :].sum(dim=1, keepdim=True)
             keep = total > 0.5 * response * e_mev  # a shower rounding would half empty keeps its cells unquantised
             front.copy_(torch.where(keep, whole, front))

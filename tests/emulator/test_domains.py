@@ -240,13 +240,17 @@ def test_calo_fused_decode_matches_network_output_then_from_network(calo):
     raw = torch.randn(256, 507 + calo.generator_extra_outputs) * 3.0
     raw[:, 507:] = torch.randn(256, calo.generator_extra_outputs) * 0.5  # response (and the spot variant's per-layer outputs)
     e = torch.rand(256, 1) * 99.0 + 1.0
+    torch.manual_seed(1)  # the Poisson-spot variant draws its counts from torch's generator: the same draws in both
     expected = calo.from_network(calo.network_output(raw, e), e)
+    torch.manual_seed(1)
     fused = calo.decode(raw.clone(), e)
     torch.testing.assert_close(fused, expected, rtol=1e-4, atol=1e-6)
     assert (fused[:, :504] == 0).sum() == (expected[:, :504] == 0).sum()  # same cells under threshold
     raw[:, :504] = -10.0
     raw[:, 7], raw[:, 507] = 1.0, 4.0  # one lit cell, response softplus(4 + 0.54) = 4.5 E: capped at 1.5 E
+    torch.manual_seed(2)
     capped = calo.decode(raw.clone(), e)
+    torch.manual_seed(2)
     torch.testing.assert_close(capped, calo.from_network(calo.network_output(raw, e), e), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(capped[:, 7], 1.5 * 1000.0 * e[:, 0])
     raw[:, 505] = 40.0  # a huge overflow value: capped at 1.5 E too
@@ -380,3 +384,48 @@ def test_whole_spots_leave_a_shower_that_rounding_would_empty_unquantised():
     torch.testing.assert_close(out, plain.from_network(plain.network_output(raw, e), e), rtol=1e-5, atol=1e-6)
     assert out[0, :4].sum().item() == pytest.approx(8.0, rel=1e-2) and out[0, 301] == 0  # under the threshold
     torch.testing.assert_close(spots.decode(raw.clone(), e), out, rtol=1e-5, atol=1e-6)
+
+
+def _front_layer_raw(intensity_spots: list[float], n: int, energy_gev: float = 20.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` identical raw outputs: front-layer cells of the given intensities (spots), the rest of the response
+    in one middle-layer cell, response 1."""
+    from emulator.domains.calo import FRONT_SPOT_MEV
+    from physics_data.calo.geometry import READOUT_THRESHOLD_MEV
+
+    cells_mev = torch.tensor(intensity_spots) * FRONT_SPOT_MEV
+    raw = torch.full((n, 508), -10.0)
+    raw[:, : len(intensity_spots)] = torch.log1p(cells_mev / READOUT_THRESHOLD_MEV)
+    raw[:, 301] = math.log1p((1000.0 * energy_gev - cells_mev.sum().item()) / READOUT_THRESHOLD_MEV)
+    raw[:, 507] = 0.0
+    return raw, torch.full((n, 1), energy_gev)
+
+
+def test_poisson_spots_draw_each_front_cell_a_poisson_count_of_whole_spots():
+    from emulator.domains.calo import FRONT_SPOT_MEV
+
+    spots = get_domain("calo", "log1p_threshold_poisson_spots")
+    assert spots.random_output and "Poisson" in spots.preprocessing["spots"]
+    assert not get_domain("calo", "log1p_threshold_whole_spots").random_output
+    intensity = [0.3, 1.0, 4.0, 25.0]
+    raw, e = _front_layer_raw(intensity, 4000)
+    out = spots.from_network(spots.network_output(raw, e, torch.Generator().manual_seed(3)), e)
+    torch.testing.assert_close(out[:, :504].sum(dim=1), torch.full((4000,), 20_000.0), rtol=1e-5, atol=0)  # response
+    counts = torch.poisson(torch.tensor(intensity).expand(4000, 4), torch.Generator().manual_seed(3))
+    spot = out[:, 1:4].sum(dim=1) / counts[:, 1:].sum(dim=1)  # the draw's spot energy, q up to the rescaling
+    assert torch.all((spot / FRONT_SPOT_MEV - 1).abs() < 0.02)  # the draw's excess (< 5 sigma: 1.6 %) rescaled away
+    torch.testing.assert_close(out[:, :4], counts * spot[:, None], rtol=1e-4, atol=1e-3)
+    assert (out[:, 4:288] == 0).all()
+    lam = torch.tensor(intensity)
+    assert torch.all((counts.mean(dim=0) - lam).abs() < 4 * (lam / 4000).sqrt())  # Poisson: mean = variance = u
+    assert torch.all((counts.var(dim=0) / lam - 1).abs() < 0.15)
+
+
+def test_poisson_spots_are_fixed_by_the_generator_and_match_in_decode():
+    spots = get_domain("calo", "log1p_threshold_poisson_spots")
+    raw, e = _front_layer_raw([0.5, 2.0, 7.0], 500)
+    a = spots.decode(raw.clone(), e, torch.Generator().manual_seed(5))
+    b = spots.decode(raw.clone(), e, torch.Generator().manual_seed(5))
+    c = spots.decode(raw.clone(), e, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    x = spots.network_output(raw, e, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(spots.from_network(x, e), a, rtol=1e-4, atol=1e-3)
