@@ -22,9 +22,12 @@ from emulator.models import MLPGenerator, MLPGeneratorConfig
 __all__ = ["load_script", "make_tiny_model"]
 
 
-def make_tiny_model(dir: Path, domain: str = "calo", seed: int = 0, name: str | None = None) -> Path:
-    """Write a seeded, untrained tiny generator (a few thousand parameters) as a model directory at ``dir``."""
-    dom = get_domain(domain)
+def make_tiny_model(
+    dir: Path, domain: str = "calo", seed: int = 0, name: str | None = None, preprocessing: str | None = None
+) -> Path:
+    """Write a seeded, untrained tiny generator (a few thousand parameters) as a model directory at ``dir``
+    (``preprocessing``: a named variant of the domain's, default its default)."""
+    dom = get_domain(domain, preprocessing)
     torch.manual_seed(seed)
     cfg = MLPGeneratorConfig(sample_dim=generator_output_size(dom), cond_dim=len(dom.conditions), latent_dim=8, hidden=(16,))
     gen = MLPGenerator(cfg)

@@ -243,6 +243,16 @@ def test_warm_start_from_a_model_directory_takes_its_generator_and_warms_up_a_fr
         train_func({**cfg.to_dict(), "g_hidden": [32], "run_dir": str(tmp_path / "c")})
 
 
+def test_warm_start_from_a_model_directory_may_change_the_output_stage_not_the_units(tiny_data, tmp_path):
+    """A spot variant of calo's threshold units warm-starts from a threshold-units model; fraction units do not."""
+    train_func(tiny_config(tiny_data, tmp_path / "a", steps=2, preprocessing="log1p_threshold"))
+    spots = tiny_config(tiny_data, tmp_path / "b", steps=2, preprocessing="log1p_threshold_poisson_spots",
+                        init_from=str(tmp_path / "a" / "model"))  # fmt: skip
+    assert train_func(spots)["steps"] == 2
+    with pytest.raises(ConfigError, match="same domain and units"):
+        train_func({**spots, "preprocessing": "log1p_fraction", "run_dir": str(tmp_path / "c")})
+
+
 def test_warm_start_from_a_missing_checkpoint_is_a_clear_error(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="init_from"):
         train_func(tiny_config(tiny_data, tmp_path, init_from=str(tmp_path / "nope")))
