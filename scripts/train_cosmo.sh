@@ -57,9 +57,10 @@
 #       --steps 12000 --energy-weight 1 --set energy_loss=crps --set g_stage_depth=2 --set cond_embed=32 \
 #       --set version=2.1.0 --set val_every=250 --set checkpoint_every=250 --set keep_checkpoints=6 \
 #       --set time_limit_s=16500 --seed 22 --device cpu --no-progress
-#                                                      # started in session 22, resumed in 23, stopped at step
-#                                                      # 1750 (5165 s; quick val 0.376; the run above: 0.411 at
-#                                                      # 1500), not yet evaluated held-out: the run above
+#                                                      # started in session 22, resumed in 23 and 24, stopped at
+#                                                      # step 3000 (8.6k s; quick val 0.238), calibrated and
+#                                                      # checked held-out: 24 of 35 (README, "Fifth experiment"),
+#                                                      # not shipped: the run above
 #                                                      # plus a learned (Omega_m, sigma_8) embedding of width 32
 #                                                      # feeding every FiLM and the critic's head (the shipped
 #                                                      # model's see the raw pair); continue with --resume
