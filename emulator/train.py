@@ -569,8 +569,10 @@ def _load_generator_weights(model_dir: Path, domain: Domain, generators: tuple[n
         loaded = load_model_dir(model_dir)
     except InvalidModelDir as exc:
         raise ConfigError(f"init_from={str(model_dir)!r}: {exc}") from None
-    # the same units suffice: a variant that only changes the output stage (calo: spots) warm-starts from its base
-    want, have = ((d.name, getattr(d, "preprocessing", {}).get("formula")) for d in (domain, loaded.domain))
+    # the same units (the transform's formula, else its name) suffice: a variant that only changes the output stage
+    # (calo: spots) warm-starts from its base
+    units = [getattr(d, "preprocessing", {}) for d in (domain, loaded.domain)]
+    want, have = ((d.name, u.get("formula", u.get("name"))) for d, u in zip((domain, loaded.domain), units, strict=True))
     if have != want:
         raise ConfigError(
             f"init_from={str(model_dir)!r} is a {have[0]} model with preprocessing {have[1]!r}; this run trains "
