@@ -296,7 +296,12 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[
                 tensors[f"{prefix}.{idx}.{key}"] = val
             else:
                 scalars[f"{idx}.{key}"] = val
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+    # a learning rate kept in a tensor (a schedule inside a CUDA graph) is stored as its value
+    groups = [
+        {k: (float(v) if k == "lr" and isinstance(v, torch.Tensor) else v) for k, v in group.items()}
+        for group in sd["param_groups"]
+    ]
+    return tensors, {"param_groups": groups, "scalars": scalars}
 
 
 def optimizer_from_tensors(

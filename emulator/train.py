@@ -75,6 +75,7 @@ __all__ = [
     "conditional_mean_deviation",
     "ema_update",
     "load_config",
+    "lr_scale_at",
     "quick_validation_score",
     "train_func",
 ]
@@ -107,6 +108,9 @@ class TrainConfig:
     lr_d: float = 1e-4  # critic Adam learning rate
     beta1: float = 0.5  # Adam beta1 (WGAN-GP: 0.5)
     beta2: float = 0.9  # Adam beta2 (WGAN-GP: 0.9)
+    lr_decay: str = "none"  # "linear": both learning rates fall linearly towards 0 from step lr_decay_start to
+    # `steps` (the schedule of the WGAN-GP paper's CIFAR-10 runs); "none": constant
+    lr_decay_start: int = 0  # the step the decay starts from (a warm start's steps count: init_from keeps its step)
     energy_weight: float = 0.0  # weight of the consistency term in the generator loss (0: off); it matches the
     # domain's consistency_statistics (calo: the energy response E_tot/E_inc; cosmo: peak counts by height, P(k) bands)
     n_energy_bins: int = 10  # condition bins of the consistency term
@@ -249,7 +253,24 @@ def load_config(
             raise ConfigError(f"{key} must be >= 1, got {getattr(cfg, key)}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if cfg.lr_decay not in LR_DECAYS:
+        raise ConfigError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {cfg.lr_decay!r}")
+    if cfg.lr_decay != "none" and not 0 <= cfg.lr_decay_start < cfg.steps:
+        raise ConfigError(
+            f"lr_decay_start={cfg.lr_decay_start} must be >= 0 and below steps={cfg.steps} (the decay ends at `steps`)"
+        )
     return cfg
+
+
+LR_DECAYS = ("none", "linear")
+
+
+def lr_scale_at(step: int, cfg: TrainConfig) -> float:
+    """The learning-rate factor of update ``step`` (1-based): 1 before ``lr_decay_start``, then falling linearly so
+    that the last update (``steps``) gets 1 / (steps - lr_decay_start) of the initial rate."""
+    if cfg.lr_decay == "none" or step <= cfg.lr_decay_start:
+        return 1.0
+    return max(0.0, (cfg.steps - step + 1) / (cfg.steps - cfg.lr_decay_start))
 
 
 @torch.no_grad()
@@ -653,6 +674,7 @@ def train_func(
         gp_lambda=cfg.gp_lambda, energy_weight=cfg.energy_weight, n_energy_bins=cfg.n_energy_bins,
         energy_scale=cfg.energy_scale, energy_loss=cfg.energy_loss, response_scale=_response_scale(cfg, domain, data),
         gp_space=cfg.gp_space, use_critic_features=cfg.critic_features, amp=cfg.amp, cuda_graph=cfg.cuda_graph and world_size == 1,
+        variable_lr=cfg.lr_decay != "none",
     )  # fmt: skip
     index_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1)
     n_train = data.x.shape[0]
@@ -750,11 +772,15 @@ def train_func(
     step = start_step
     try:
         for step in range(start_step + 1, cfg.steps + 1):
+            if cfg.lr_decay != "none":
+                gan.set_lr_scale(lr_scale_at(step, cfg))
             stats = gan.step(next_batch)
             ema_update(ema, gen, ema_decay_at(step, cfg.ema_decay))
             final = step == cfg.steps or (cfg.time_limit_s > 0 and elapsed() >= cfg.time_limit_s)
             if step % cfg.log_every == 0 or final:
                 last = {"step": step, **stats.as_dict(), "elapsed_s": round(elapsed(), 2)}
+                if cfg.lr_decay != "none":
+                    last["lr_scale"] = round(lr_scale_at(step, cfg), 6)
                 log.write(json.dumps(last) + "\n")
                 log.flush()
                 pbar.set_postfix(

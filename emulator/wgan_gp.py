@@ -241,6 +241,7 @@ class GANStep:
         use_critic_features: bool = True,
         amp: bool = True,
         cuda_graph: bool = False,
+        variable_lr: bool = False,
     ) -> None:
         self.generator, self.critic, self.domain = generator, critic, domain
         self.device = next(generator.parameters()).device
@@ -250,6 +251,9 @@ class GANStep:
             generator.parameters(), lr=lr_g, betas=betas, capturable=self.cuda_graph
         )
         self.opt_d = torch.optim.Adam(critic.parameters(), lr=lr_d, betas=betas, capturable=self.cuda_graph)
+        self.base_lr = (lr_g, lr_d)
+        # a CUDA graph bakes a float learning rate into its kernels; a schedule needs it in a device tensor
+        self.variable_lr = variable_lr
         self.n_critic, self.gp_lambda = n_critic, gp_lambda
         self.energy_weight, self.n_energy_bins = energy_weight, n_energy_bins
         if energy_scale not in ENERGY_SCALES:
@@ -376,11 +380,25 @@ class GANStep:
         w = (d_real - d_fake).detach()
         return torch.stack([loss_d.detach(), loss_g.detach(), w, gp.detach(), energy.detach()]).float()
 
+    def set_lr_scale(self, scale: float) -> None:
+        """Set both learning rates to ``scale`` times their initial values (a schedule's factor, from the next
+        update on)."""
+        for opt, base in zip((self.opt_g, self.opt_d), self.base_lr, strict=True):
+            for group in opt.param_groups:
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].fill_(base * scale)
+                else:
+                    group["lr"] = base * scale
+
     def step(self, next_batch: Callable[[], Batch]) -> StepStats:
         """``n_critic`` critic updates then one generator update; ``next_batch()`` yields real batches."""
         if not self.cuda_graph:
             return StepStats(self._iteration(next_batch))
         if self._graph is None:
+            if self.variable_lr:  # capturable Adam reads a tensor learning rate at every replay
+                for opt in (self.opt_g, self.opt_d):
+                    for group in opt.param_groups:
+                        group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up allocates optimizer state and autograd buffers

@@ -21,6 +21,7 @@ from emulator.train import (
     conditional_mean_deviation,
     ema_update,
     load_config,
+    lr_scale_at,
     quick_validation_score,
     train_func,
 )
@@ -141,6 +142,36 @@ def test_resume_is_bit_exact(tiny_data, tmp_path, energy):
         assert torch.equal(a[key], b[key]), key
     steps_b = [json.loads(x)["step"] for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps_b == sorted(steps_b), "resumed log continues without duplicates"
+
+
+def test_linear_lr_decay_schedule_and_errors():
+    cfg = TrainConfig(steps=10, lr_decay="linear", lr_decay_start=6)
+    assert [lr_scale_at(s, cfg) for s in (1, 6, 7, 8, 10)] == [1.0, 1.0, 1.0, 0.75, 0.25]
+    assert lr_scale_at(7, TrainConfig(steps=10)) == 1.0, "no decay by default"
+    with pytest.raises(ConfigError, match="lr_decay must be one of"):
+        load_config({"lr_decay": "cosine"})
+    with pytest.raises(ConfigError, match="lr_decay_start=10 must be"):
+        load_config({"steps": 10, "lr_decay": "linear", "lr_decay_start": 10})
+
+
+def test_lr_decay_changes_the_updates_and_resumes_bit_exactly(tiny_data, tmp_path):
+    """The decayed rate reaches the optimizers (the weights differ from a constant-rate run only from the
+    decay's second update on), and a decayed run resumed from a checkpoint matches one run in one go."""
+    decay = {"lr_decay": "linear", "lr_decay_start": 2}
+    train_func(tiny_config(tiny_data, tmp_path / "const", steps=4))
+    train_func(tiny_config(tiny_data, tmp_path / "a", steps=4, **decay))
+    train_func(tiny_config(tiny_data, tmp_path / "b", steps=2, **{**decay, "lr_decay": "none"}))
+    train_func(tiny_config(tiny_data, tmp_path / "b", steps=4, resume=True, **decay))
+
+    def weights(run, step):
+        return load_file(str(tmp_path / run / "run" / "checkpoints" / f"step-{step:08d}" / "tensors.safetensors"))
+
+    const2, a2, const4, a4, b4 = weights("const", 2), weights("a", 2), weights("const", 4), weights("a", 4), weights("b", 4)
+    assert all(torch.equal(const2[k], a2[k]) for k in const2), "steps up to lr_decay_start run at the full rate"
+    assert not all(torch.equal(const4[k], a4[k]) for k in const4 if k.startswith("generator."))
+    assert all(torch.equal(a4[k], b4[k]) for k in a4)
+    scales = [json.loads(x).get("lr_scale") for x in (tmp_path / "a" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [s for s in scales if s is not None] == [1.0, 1.0, 1.0, 0.5]
 
 
 def test_resume_with_another_quick_validation_score_chooses_its_best_afresh(tiny_data, tmp_path, monkeypatch):
