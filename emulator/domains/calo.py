@@ -76,7 +76,7 @@ X_MAX = math.log1p(1.5 / SCALE)
 
 UNITS = (
     "log1p_fraction", "log1p_threshold", "log1p_threshold_spots", "log1p_threshold_whole_spots",
-    "log1p_threshold_poisson_spots", "log1p_threshold_poisson_spots_middle",
+    "log1p_threshold_poisson_spots", "log1p_threshold_poisson_spots_middle", "log1p_threshold_poisson_spots_middle_choice",
 )  # fmt: skip
 """Preprocessing variants: values in units of SCALE x E_inc (the default) or of the readout threshold,
 the latter also with the generator's cells quantised in learned spot energies (``_quantise_spots``: a
@@ -195,7 +195,10 @@ class CaloDomain:
         self._spots = preprocessing == "log1p_threshold_spots"
         self._whole_spots = preprocessing == "log1p_threshold_whole_spots"
         self._poisson_spots = preprocessing.startswith("log1p_threshold_poisson_spots")
-        self._middle_spots = preprocessing == "log1p_threshold_poisson_spots_middle"
+        self._middle_spots = preprocessing.startswith("log1p_threshold_poisson_spots_middle")
+        # _choice: a middle-layer cell is whole spots with probability g, else the generator's (no blend: a blend's
+        # remainder (1 - g) cell keeps every faint cell lit, so the ramp's energies got more lit cells, not fewer)
+        self._middle_choice = preprocessing == "log1p_threshold_poisson_spots_middle_choice"
         # the cells that hold whole spots: the front layer, with _middle_spots the middle layer too (they lead)
         self._n_spot_cells = LAYERS[0].n_cells + LAYERS[1].n_cells * self._middle_spots
         # the response R (see network_output), then with spots per layer the log spot energy, the staircase
@@ -249,6 +252,8 @@ class CaloDomain:
                 f"; each middle-layer cell becomes (1 - g) cell + g n q, n ~ Poisson(cell / q), q = {MIDDLE_SPOT_MEV} "
                 f"MeV, g = clamp(log(E / {lo} GeV) / log({hi / lo:g}), 0, 1)"
             )
+            if self._middle_choice:
+                self.preprocessing["spots"] += " (g drawn per cell: 1 with probability g, else 0)"
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def with_preprocessing(self, name: str) -> CaloDomain:
@@ -376,7 +381,7 @@ class CaloDomain:
         (20 GeV: 0.24 -> 0.13 in 1750 steps).
         """
         n_spot = self._n_spot_cells
-        q_mev, gate = self._spot_plan(conditions, cells)
+        q_mev, gate = self._spot_plan(conditions, cells, generator)
         q = q_mev / (1000.0 * conditions[:, :1].to(cells))  # (B, n_spot), fractions of E_inc
         head, rest = cells[:, :n_spot], cells[:, n_spot:]
         u = head / q
@@ -402,7 +407,9 @@ class CaloDomain:
         u = F.pad(torch.where(keep, u * gate if gate is not None else u, torch.zeros_like(u)), pad)
         return whole, u, spot
 
-    def _spot_plan(self, conditions: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _spot_plan(
+        self, conditions: torch.Tensor, like: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(spot energy in MeV per spot cell (1, n_spot), gate (B, n_spot) or None for all ones): the share of each
         cell that is made of whole spots (``MIDDLE_SPOT_RAMP_GEV`` for the middle layer)."""
         sizes = [LAYERS[0].n_cells] + [LAYERS[1].n_cells] * self._middle_spots
@@ -413,7 +420,10 @@ class CaloDomain:
             return q_mev, None
         lo, hi = MIDDLE_SPOT_RAMP_GEV
         ramp = (torch.log(conditions[:, :1].to(like) / lo) / math.log(hi / lo)).clamp(0.0, 1.0)
-        gate = torch.cat([torch.ones_like(ramp).expand(-1, sizes[0]), ramp.expand(-1, sizes[1])], dim=1)
+        middle = ramp.expand(-1, sizes[1])
+        if self._middle_choice:  # drawn before the counts, in decode as in network_output
+            middle = (torch.rand(middle.shape, generator=generator, device=like.device) < middle).to(like)
+        gate = torch.cat([torch.ones_like(ramp).expand(-1, sizes[0]), middle], dim=1)
         return q_mev, gate
 
     @property
@@ -466,7 +476,7 @@ class CaloDomain:
             cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12))
         if self._whole_spots or self._poisson_spots:  # the front layer in whole spots, the response again
             head = cells[:, : self._n_spot_cells]
-            q_mev, gate = self._spot_plan(conditions, cells)
+            q_mev, gate = self._spot_plan(conditions, cells, generator)
             u = head / q_mev
             whole = (torch.poisson(u, generator) if self._poisson_spots else u.round_()).mul_(q_mev)
             if gate is not None:

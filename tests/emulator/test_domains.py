@@ -456,3 +456,21 @@ def test_middle_layer_spots_ramp_in_with_energy_and_match_in_decode(energy_gev):
     torch.testing.assert_close(
         domain.decode(raw.clone(), e, torch.Generator().manual_seed(1)), out, rtol=1e-4, atol=1e-3
     )
+
+
+def test_middle_layer_spot_choice_lights_a_cell_as_the_mixture_does():
+    """..._middle_choice: at g = 1/2 a middle-layer cell of 0.7 spots is the generator's (lit) or whole spots (lit with
+    probability 1 - e^-0.7), each half the time; decode draws the same."""
+    from emulator.domains.calo import MIDDLE_SPOT_MEV, READOUT_THRESHOLD_MEV
+
+    domain = get_domain("calo", "log1p_threshold_poisson_spots_middle_choice")
+    n = 4000
+    raw, e = _front_layer_raw([3.0], n, 5.0 * 8**0.5)
+    raw[:, 300] = math.log1p(0.7 * MIDDLE_SPOT_MEV / READOUT_THRESHOLD_MEV)
+    out = domain.from_network(domain.network_output(raw, e, torch.Generator().manual_seed(2)), e)
+    lit = (out[:, 300] > 0).double().mean().item()
+    expected = 0.5 + 0.5 * (1 - math.exp(-0.7))
+    assert abs(lit - expected) < 4 * (expected * (1 - expected) / n) ** 0.5
+    torch.testing.assert_close(
+        domain.decode(raw.clone(), e, torch.Generator().manual_seed(2)), out, rtol=1e-4, atol=1e-3
+    )
