@@ -244,7 +244,10 @@ def test_calo_fused_decode_matches_network_output_then_from_network(calo):
     expected = calo.from_network(calo.network_output(raw, e), e)
     torch.manual_seed(1)
     fused = calo.decode(raw.clone(), e)
-    torch.testing.assert_close(fused, expected, rtol=1e-4, atol=1e-6)
+    # a Poisson count of thousands of spots (this test's random cells reach 60 GeV in one strip) can differ by one
+    # between the two float paths (lambda in fractions of E or in MeV): 1 / 5000, then rescaled over the shower
+    rtol = 5e-4 if calo.random_output else 1e-4
+    torch.testing.assert_close(fused, expected, rtol=rtol, atol=1e-6)
     assert (fused[:, :504] == 0).sum() == (expected[:, :504] == 0).sum()  # same cells under threshold
     raw[:, :504] = -10.0
     raw[:, 7], raw[:, 507] = 1.0, 4.0  # one lit cell, response softplus(4 + 0.54) = 4.5 E: capped at 1.5 E
