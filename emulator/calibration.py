@@ -358,7 +358,8 @@ def fit_marginal_calibration(
             data for the reference curve, in the generated samples for the generated one), pooled
             over all points.
         max_thresholds: at most this many thresholds: where the step grid has more (a response spread
-            over decades, as pi+'s), the grid points nearest to evenly spaced quantiles of all values.
+            over decades, as pi+'s), the grid points nearest to evenly spaced quantiles of all values (half of
+            them) and to evenly spaced values (the other half).
         block: samples per generation call (bounds memory).
         progress: optional wrapper of the block iterator, e.g. ``tqdm``.
     """
@@ -384,14 +385,18 @@ def fit_marginal_calibration(
     extremes = [float(f(v)) for v in (values, generated) for f in (np.min, np.max)]
     lowest = np.floor(np.log10(max(min(extremes), 0.0) + offset) / step) * step
     grid = np.arange(lowest, np.log10(max(extremes) + offset) + step, step)
-    if len(grid) > max_thresholds:  # keep the grid points nearest to evenly spaced quantiles of the values
+    if len(grid) > max_thresholds:  # keep the grid points nearest to evenly spaced quantiles and values
         rng = np.random.default_rng(seed)
         pooled = np.concatenate([rng.choice(v.ravel(), min(v.size, 10**6)) for v in (values, generated)])
         # of the positive ones: empty values are one value (the lowest grid point, always kept); counted, a
         # majority of them (most calorimeter cells) would pull every quantile onto that one point
         pooled = pooled[pooled > 0] if (pooled > 0).any() else pooled
-        quantiles = np.quantile(np.log10(np.maximum(pooled, 0.0) + offset), np.linspace(0.0, 1.0, max_thresholds))
-        keep = np.abs(grid[:, None] - quantiles[None, :]).argmin(axis=0)
+        quantiles = np.quantile(np.log10(np.maximum(pooled, 0.0) + offset), np.linspace(0.0, 1.0, max_thresholds // 2))
+        # half at quantiles of the values pooled over all conditions, half evenly over their span: pooled quantiles
+        # crowd where most conditions put their values and leave a tail that one condition lives in (the low
+        # responses of low-energy showers) with a few thresholds
+        targets = np.concatenate([quantiles, np.linspace(grid[0], grid[-1], max_thresholds - max_thresholds // 2)])
+        keep = np.abs(grid[:, None] - targets[None, :]).argmin(axis=0)
         grid = grid[np.unique(np.concatenate([[0], keep]))]
     k_ref, n_ref = _counts_below(values, index, len(points), grid, offset)
     k_gen, n_gen = _counts_below(generated, np.repeat(np.arange(len(points)), per_point), len(points), grid, offset)

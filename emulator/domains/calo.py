@@ -76,7 +76,7 @@ X_MAX = math.log1p(1.5 / SCALE)
 
 UNITS = (
     "log1p_fraction", "log1p_threshold", "log1p_threshold_spots", "log1p_threshold_whole_spots",
-    "log1p_threshold_poisson_spots",
+    "log1p_threshold_poisson_spots", "log1p_threshold_poisson_spots_middle", "log1p_threshold_poisson_spots_middle_choice",
 )  # fmt: skip
 """Preprocessing variants: values in units of SCALE x E_inc (the default) or of the readout threshold,
 the latter also with the generator's cells quantised in learned spot energies (``_quantise_spots``: a
@@ -88,6 +88,12 @@ SPOT_MEV_START = 10.0
 FRONT_SPOT_MEV = 11.5
 """Spot energy of the reference in the front layer (e+, gamma; the mode of its cell spectrum at 2-90 GeV, tested),
 the quantum of ``log1p_threshold_whole_spots``."""
+MIDDLE_SPOT_MEV = 12.75
+"""Spot energy of the reference in the middle layer (e+; the mode of its cell spectrum, 12.4-13.1 MeV at 5-90 GeV)."""
+MIDDLE_SPOT_RAMP_GEV = (5.0, 40.0)
+"""``log1p_threshold_poisson_spots_middle``: the middle layer's cells are whole spots from the second energy on, and
+left as they are below the first (log-linear between): at 1-3 GeV 70 % of the reference's lit middle-layer cells hold
+less than 5 MeV (the late steps' spots), at 8-12 GeV 36 %, at 40-60 GeV 5 %."""
 _SPOT_GAIN = 5.0  # learning-rate multiplier of the spot energy's log and the staircase slope's logit (as NOISE_SIGMA_GAIN)
 _SLOPE_START = 0.25  # staircase slope at a raw value of 0 (0: whole spots only, 1: no quantisation)
 _FAINT_START = 0.003  # scale of cells below half a spot at a raw value of 0: under the readout threshold
@@ -188,7 +194,13 @@ class CaloDomain:
         self._threshold_units = preprocessing != "log1p_fraction"
         self._spots = preprocessing == "log1p_threshold_spots"
         self._whole_spots = preprocessing == "log1p_threshold_whole_spots"
-        self._poisson_spots = preprocessing == "log1p_threshold_poisson_spots"
+        self._poisson_spots = preprocessing.startswith("log1p_threshold_poisson_spots")
+        self._middle_spots = preprocessing.startswith("log1p_threshold_poisson_spots_middle")
+        # _choice: a middle-layer cell is whole spots with probability g, else the generator's (no blend: a blend's
+        # remainder (1 - g) cell keeps every faint cell lit, so the ramp's energies got more lit cells, not fewer)
+        self._middle_choice = preprocessing == "log1p_threshold_poisson_spots_middle_choice"
+        # the cells that hold whole spots: the front layer, with _middle_spots the middle layer too (they lead)
+        self._n_spot_cells = LAYERS[0].n_cells + LAYERS[1].n_cells * self._middle_spots
         # the response R (see network_output), then with spots per layer the log spot energy, the staircase
         # slope and the faint scale
         self.generator_extra_outputs: int = 1 + 3 * N_LAYERS * self._spots
@@ -234,6 +246,14 @@ class CaloDomain:
                 f"{FRONT_SPOT_MEV} MeV; cells = n q, then all cells rescaled again to the response (training: "
                 "a finite-difference surrogate gradient for n, see _whole_spot_counts)"
             )
+        if self._middle_spots:
+            lo, hi = MIDDLE_SPOT_RAMP_GEV
+            self.preprocessing["spots"] += (
+                f"; each middle-layer cell becomes (1 - g) cell + g n q, n ~ Poisson(cell / q), q = {MIDDLE_SPOT_MEV} "
+                f"MeV, g = clamp(log(E / {lo} GeV) / log({hi / lo:g}), 0, 1)"
+            )
+            if self._middle_choice:
+                self.preprocessing["spots"] += " (g drawn per cell: 1 with probability g, else 0)"
         self._matrices: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def with_preprocessing(self, name: str) -> CaloDomain:
@@ -360,26 +380,51 @@ class CaloDomain:
         instead, the next draw restored the spot energy, and the front layer's share ran down
         (20 GeV: 0.24 -> 0.13 in 1750 steps).
         """
-        front = (_LAYER_OF_CELL == 0).to(cells.device)
-        q = FRONT_SPOT_MEV / (1000.0 * conditions[:, :1].to(cells))  # (B, 1), a fraction of E_inc
-        u = torch.where(front, cells / q, torch.zeros_like(cells))
-        u_front = u[:, : LAYERS[0].n_cells].detach()  # drawn on the front layer alone, as decode draws them
-        n = torch.poisson(u_front, generator) if self._poisson_spots else torch.round(u_front)
-        whole = torch.where(front, F.pad(n, (0, N_CELLS - n.shape[1])) * q, cells)
-        total = whole.detach().sum(dim=1, keepdim=True)
+        n_spot = self._n_spot_cells
+        q_mev, gate = self._spot_plan(conditions, cells, generator)
+        q = q_mev / (1000.0 * conditions[:, :1].to(cells))  # (B, n_spot), fractions of E_inc
+        head, rest = cells[:, :n_spot], cells[:, n_spot:]
+        u = head / q
+        n = torch.poisson(u.detach(), generator) if self._poisson_spots else torch.round(u.detach())
+        spots = n * q
+        total = (torch.lerp(head.detach(), spots, gate) if gate is not None else spots).sum(dim=1, keepdim=True)
+        total = total + rest.detach().sum(dim=1, keepdim=True)
         # a shower that rounding would leave with less than half its energy keeps its unquantised cells (rescaling
         # the few cells left by a huge factor would be worse)
         keep = total > 0.5 * response.detach()
         scale = (response / torch.where(keep, total, torch.ones_like(total))).detach()
-        # gradients: the deeper cells already carry the response (they were just rescaled to it), the whole spots
-        # get it here; the rescaling's total is held constant, so energy a cell gains is lost by the others (a
+        # gradients: the unquantised cells already carry the response (they were just rescaled to it), the whole
+        # spots get it here; the rescaling's total is held constant, so energy a cell gains is lost by the others (a
         # total that followed the deeper cells gave the front layer energy for free: its share drifted off)
-        whole = torch.where(front, whole * (scale * response / response.detach()), whole * scale)
-        whole = torch.where(keep, whole, cells)
-        spot = torch.where(keep, q * scale, q).expand_as(cells)  # q and scale carry no gradient
-        # u grows with the response too; the surrogate must not carry the response a second time
-        u = torch.where(keep, u * (response.detach() / response.clamp_min(1e-30)), torch.zeros_like(u))
+        spots = spots * (scale * response / response.detach())
+        head = torch.lerp(head * scale, spots, gate) if gate is not None else spots
+        whole = torch.where(keep, torch.cat([head, rest * scale], dim=1), cells)
+        pad = (0, N_CELLS - n_spot)
+        spot = F.pad(torch.where(keep, q * scale, q), pad)  # q and scale carry no gradient
+        # u grows with the response too; the surrogate must not carry the response a second time. The gate scales
+        # it: a blended cell's value moves by g per spot
+        u = u * (response.detach() / response.clamp_min(1e-30))
+        u = F.pad(torch.where(keep, u * gate if gate is not None else u, torch.zeros_like(u)), pad)
         return whole, u, spot
+
+    def _spot_plan(
+        self, conditions: torch.Tensor, like: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(spot energy in MeV per spot cell (1, n_spot), gate (B, n_spot) or None for all ones): the share of each
+        cell that is made of whole spots (``MIDDLE_SPOT_RAMP_GEV`` for the middle layer)."""
+        sizes = [LAYERS[0].n_cells] + [LAYERS[1].n_cells] * self._middle_spots
+        energies = (FRONT_SPOT_MEV, MIDDLE_SPOT_MEV)[: len(sizes)]
+        q_mev = torch.cat([torch.full((k,), v) for k, v in zip(sizes, energies, strict=True)])
+        q_mev = q_mev.to(like)[None]
+        if not self._middle_spots:
+            return q_mev, None
+        lo, hi = MIDDLE_SPOT_RAMP_GEV
+        ramp = (torch.log(conditions[:, :1].to(like) / lo) / math.log(hi / lo)).clamp(0.0, 1.0)
+        middle = ramp.expand(-1, sizes[1])
+        if self._middle_choice:  # drawn before the counts, in decode as in network_output
+            middle = (torch.rand(middle.shape, generator=generator, device=like.device) < middle).to(like)
+        gate = torch.cat([torch.ones_like(ramp).expand(-1, sizes[0]), middle], dim=1)
+        return q_mev, gate
 
     @property
     def random_output(self) -> bool:
@@ -430,12 +475,15 @@ class CaloDomain:
             cells.copy_(self._quantise_spots(cells / e_mev, raw, conditions))
             cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12))
         if self._whole_spots or self._poisson_spots:  # the front layer in whole spots, the response again
-            front = cells[:, : LAYERS[0].n_cells]
-            u = front / FRONT_SPOT_MEV
-            whole = (torch.poisson(u, generator) if self._poisson_spots else u.round_()).mul_(FRONT_SPOT_MEV)
-            total = whole.sum(dim=1, keepdim=True) + cells[:, LAYERS[0].n_cells :].sum(dim=1, keepdim=True)
+            head = cells[:, : self._n_spot_cells]
+            q_mev, gate = self._spot_plan(conditions, cells, generator)
+            u = head / q_mev
+            whole = (torch.poisson(u, generator) if self._poisson_spots else u.round_()).mul_(q_mev)
+            if gate is not None:
+                whole = torch.lerp(head, whole, gate)
+            total = whole.sum(dim=1, keepdim=True) + cells[:, self._n_spot_cells :].sum(dim=1, keepdim=True)
             keep = total > 0.5 * response * e_mev  # a shower rounding would half empty keeps its cells unquantised
-            front.copy_(torch.where(keep, whole, front))
+            head.copy_(torch.where(keep, whole, head))
             cells.mul_(torch.where(keep, response * e_mev / torch.where(keep, total, 1.0), 1.0))
         cells.masked_fill_(cells < READOUT_THRESHOLD_MEV, 0.0)
         overflow.mul_(unit * e_mev)
@@ -450,8 +498,9 @@ class CaloDomain:
         return torch.log10(conditions[:, :1]) * 0.5
 
     # -- output calibration (emulator.calibration) ---------------------------------------------
-    calibration_space: tuple[float, float] = (1e-3, 0.001)
-    """Response in y = log10(R + 0.001), thresholds 0.001 apart (0.23 % in R; the e+ spread at 100 GeV is ~1 %)."""
+    calibration_space: tuple[float, float] = (1e-3, 1e-4)
+    """Response in y = log10(R + 0.001), thresholds 1e-4 apart (0.023 % in R): a tenth of the narrowest spread, e+ at
+    80-100 GeV (std/mean 0.26 %). A grid 0.001 apart (one threshold per sigma there) widened that spread by 2-3 %."""
     calibration_fit: ClassVar[dict[str, int]] = {"degree": 6, "per_point": 1}
     """Every training shower has its own energy (one generated shower each); degree 6 in log10 E / 2 follows the
     response's spread from 1 to 100 GeV (the shipped calo-eplus/piplus 1.7.1 fits)."""

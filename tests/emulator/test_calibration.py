@@ -305,3 +305,26 @@ def test_without_calibration_is_the_bare_generator(tmp_path: Path):
     spec = parse_conditions(bare.domain, {"omega_m": 0.3, "sigma8": 0.8}, 2)
     expected = Sampler.from_dir(model, device="cpu", calibrated=False).generate(2, spec, seed=1).samples
     assert bare.generate(2, spec, seed=1).samples.tobytes() == expected.tobytes()
+
+
+def test_a_narrow_and_a_wide_condition_both_keep_their_spread():
+    """e+ responses: 4 % wide at the lowest energies, 0.25 % at the highest. The thinned grid must resolve both: half
+    of it at pooled quantiles (crowded where most conditions sit), half evenly over the span (the wide tails)."""
+    rng = np.random.default_rng(5)
+    cond = rng.uniform(0.0, 1.0, (60_000, 1))
+
+    def spread(c: np.ndarray) -> np.ndarray:
+        return 0.04 * 10.0 ** (-1.2 * c)
+
+    def response(c: np.ndarray, seed: int, width: float) -> np.ndarray:
+        return 0.996 + width * spread(c) * np.random.default_rng(seed).standard_normal(c.shape)
+
+    calib = fit_marginal_calibration(
+        lambda c, seed: response(c, seed, 0.85), cond, response(cond, 99, 1.0), _features,
+        degree=4, per_point=1, offset=1e-3, step=1e-4,
+    )  # fmt: skip
+    assert len(calib.thresholds_reference) <= 201
+    for c in (0.05, 0.95):
+        at = np.full((20_000, 1), c)
+        fixed = calib.apply(torch.from_numpy(response(at, 7, 0.85)), torch.from_numpy(at)).numpy()
+        assert abs(fixed.std() / spread(at[0, 0]) - 1.0) < 0.03, c
