@@ -47,6 +47,9 @@ intensity, u = cell / 11.5 MeV spots, rounded to n = round(u); no staircase, no 
 counts get a finite-difference surrogate gradient (``network_output``). An experiment (README).
 A fifth, ``log1p_threshold_poisson_spots``, draws the counts as the simulator does, n ~ Poisson(u), so
 that the generator gives the lateral profile and the draw its fluctuations (``_whole_spot_counts``).
+``log1p_threshold_poisson_spots_middle_choice`` (calo-eplus 1.8.0) also draws the middle layer's spots
+(12.75 MeV): each of its cells, with a probability that rises with the energy (``MIDDLE_SPOT_RAMP_GEV``), is
+whole spots, else the generator's value; ``..._middle`` (an experiment) blended the two instead.
 
 Condition features: log10(E / 1 GeV) / 2, which maps 1-100 GeV onto [0, 1].
 """
@@ -91,9 +94,10 @@ the quantum of ``log1p_threshold_whole_spots``."""
 MIDDLE_SPOT_MEV = 12.75
 """Spot energy of the reference in the middle layer (e+; the mode of its cell spectrum, 12.4-13.1 MeV at 5-90 GeV)."""
 MIDDLE_SPOT_RAMP_GEV = (5.0, 40.0)
-"""``log1p_threshold_poisson_spots_middle``: the middle layer's cells are whole spots from the second energy on, and
-left as they are below the first (log-linear between): at 1-3 GeV 70 % of the reference's lit middle-layer cells hold
-less than 5 MeV (the late steps' spots), at 8-12 GeV 36 %, at 40-60 GeV 5 %."""
+"""``log1p_threshold_poisson_spots_middle(_choice)``: the middle layer's cells are whole spots from the second energy on,
+and left as they are below the first; between, a share g rising log-linearly (blended, or each cell whole spots with
+probability g): at 1-3 GeV 70 % of the reference's lit middle-layer cells hold less than 5 MeV (the late steps' spots),
+at 8-12 GeV 36 %, at 40-60 GeV 5 %."""
 _SPOT_GAIN = 5.0  # learning-rate multiplier of the spot energy's log and the staircase slope's logit (as NOISE_SIGMA_GAIN)
 _SLOPE_START = 0.25  # staircase slope at a raw value of 0 (0: whole spots only, 1: no quantisation)
 _FAINT_START = 0.003  # scale of cells below half a spot at a raw value of 0: under the readout threshold
@@ -379,6 +383,9 @@ class CaloDomain:
         the critic's pull on the spot peaks (the reference's are ~11.1 MeV at 20 GeV) moved E_0
         instead, the next draw restored the spot energy, and the front layer's share ran down
         (20 GeV: 0.24 -> 0.13 in 1750 steps).
+
+        With middle-layer spots (``_spot_plan``) the middle layer's cells join them, each a share g of whole spots
+        (``_choice``: g is 0 or 1 per cell, drawn); the surrogate's u is scaled by g (a cell moves by g per spot).
         """
         n_spot = self._n_spot_cells
         q_mev, gate = self._spot_plan(conditions, cells, generator)
@@ -474,7 +481,7 @@ class CaloDomain:
         if self._spots:  # a few extra passes; only this variant pays them
             cells.copy_(self._quantise_spots(cells / e_mev, raw, conditions))
             cells.mul_(response * e_mev / (cells.sum(dim=1, keepdim=True) + 1e-12))
-        if self._whole_spots or self._poisson_spots:  # the front layer in whole spots, the response again
+        if self._whole_spots or self._poisson_spots:  # the spot cells in whole spots, the response again
             head = cells[:, : self._n_spot_cells]
             q_mev, gate = self._spot_plan(conditions, cells, generator)
             u = head / q_mev
