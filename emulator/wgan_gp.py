@@ -218,7 +218,9 @@ class GANStep:
     captured once into a CUDA graph and replayed, removing the Python and kernel-launch
     overhead that otherwise dominates for networks this small. ``next_batch`` must then
     draw its indices on the device (it is captured too), and the first call runs three
-    eager warm-up iterations before capturing.
+    eager warm-up iterations before capturing. ``variable_lr=True`` (a learning-rate schedule,
+    ``set_lr_scale``) keeps the rates in device tensors there, which the replays read (not yet
+    run on a GPU).
     """
 
     def __init__(
