@@ -772,15 +772,16 @@ def train_func(
     step = start_step
     try:
         for step in range(start_step + 1, cfg.steps + 1):
+            lr_scale = lr_scale_at(step, cfg)
             if cfg.lr_decay != "none":
-                gan.set_lr_scale(lr_scale_at(step, cfg))
+                gan.set_lr_scale(lr_scale)
             stats = gan.step(next_batch)
             ema_update(ema, gen, ema_decay_at(step, cfg.ema_decay))
             final = step == cfg.steps or (cfg.time_limit_s > 0 and elapsed() >= cfg.time_limit_s)
             if step % cfg.log_every == 0 or final:
                 last = {"step": step, **stats.as_dict(), "elapsed_s": round(elapsed(), 2)}
                 if cfg.lr_decay != "none":
-                    last["lr_scale"] = round(lr_scale_at(step, cfg), 6)
+                    last["lr_scale"] = round(lr_scale, 6)
                 log.write(json.dumps(last) + "\n")
                 log.flush()
                 pbar.set_postfix(

@@ -205,6 +205,9 @@ class CaloDomain:
         self._middle_choice = preprocessing == "log1p_threshold_poisson_spots_middle_choice"
         # the cells that hold whole spots: the front layer, with _middle_spots the middle layer too (they lead)
         self._n_spot_cells = LAYERS[0].n_cells + LAYERS[1].n_cells * self._middle_spots
+        # the spot energy (MeV) of each of those cells, layer by layer
+        self._spot_mev = torch.full((self._n_spot_cells,), MIDDLE_SPOT_MEV)
+        self._spot_mev[: LAYERS[0].n_cells] = FRONT_SPOT_MEV
         # the response R (see network_output), then with spots per layer the log spot energy, the staircase
         # slope and the faint scale
         self.generator_extra_outputs: int = 1 + 3 * N_LAYERS * self._spots
@@ -419,18 +422,15 @@ class CaloDomain:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(spot energy in MeV per spot cell (1, n_spot), gate (B, n_spot) or None for all ones): the share of each
         cell that is made of whole spots (``MIDDLE_SPOT_RAMP_GEV`` for the middle layer)."""
-        sizes = [LAYERS[0].n_cells] + [LAYERS[1].n_cells] * self._middle_spots
-        energies = (FRONT_SPOT_MEV, MIDDLE_SPOT_MEV)[: len(sizes)]
-        q_mev = torch.cat([torch.full((k,), v) for k, v in zip(sizes, energies, strict=True)])
-        q_mev = q_mev.to(like)[None]
+        q_mev = self._spot_mev.to(like)[None]
         if not self._middle_spots:
             return q_mev, None
         lo, hi = MIDDLE_SPOT_RAMP_GEV
         ramp = (torch.log(conditions[:, :1].to(like) / lo) / math.log(hi / lo)).clamp(0.0, 1.0)
-        middle = ramp.expand(-1, sizes[1])
+        middle = ramp.expand(-1, LAYERS[1].n_cells)
         if self._middle_choice:  # drawn before the counts, in decode as in network_output
             middle = (torch.rand(middle.shape, generator=generator, device=like.device) < middle).to(like)
-        gate = torch.cat([torch.ones_like(ramp).expand(-1, sizes[0]), middle], dim=1)
+        gate = torch.cat([torch.ones_like(ramp).expand(-1, LAYERS[0].n_cells), middle], dim=1)
         return q_mev, gate
 
     @property
